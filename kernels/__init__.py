@@ -1,0 +1,17 @@
+"""Numba kernels for sensor time series: numpy arrays in, numpy arrays out.
+
+Every function works along one axis (the time axis, last by default) of an
+N-d float32 or float64 array, treats NaN as missing, and releases the GIL
+while it runs. This package imports numpy and numba only.
+
+Examples
+--------
+>>> import numpy as np
+>>> import kernels
+>>> kernels.move_mean(np.array([1.0, 2.0, 3.0, 4.0]), window=2)
+array([nan, 1.5, 2.5, 3.5])
+"""
+
+from .rolling import move_mean, move_std, move_sum, move_var, move_zscore
+
+__all__ = ["move_mean", "move_std", "move_sum", "move_var", "move_zscore"]

@@ -1,0 +1,96 @@
+"""The one layer between the public kernel functions and the compiled loops.
+
+Compiled loops (``@njit`` functions in the sibling modules) take a C-contiguous
+2-D array ``(series, time)`` plus scalar parameters and write into an output
+array that is allocated here with numpy -- on our machines a large array
+allocated inside Numba code costs several times more than one from numpy.
+
+Every argument check lives here or in the public functions, never in the
+compiled loops, so that the loops stay short and the messages name the bad
+argument and its value.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Options shared by every compiled loop:
+# - nogil: Dask runs several tasks per worker in threads; the loops must not
+#   hold the GIL while they run.
+# - cache: workers load the machine code from __pycache__ instead of
+#   recompiling on every start.
+# - error_model="numpy": a float division by zero gives inf/nan as numpy does,
+#   instead of raising ZeroDivisionError (the Python semantics).
+JIT_OPTIONS = {"nogil": True, "cache": True, "error_model": "numpy"}
+
+
+def as_float_array(a, name: str = "a") -> np.ndarray:
+    """Return ``a`` as a float32 or float64 numpy array.
+
+    Integer and boolean input is converted to float64; float32 stays float32
+    (results are accumulated in float64 inside the loops either way).
+    """
+    arr = np.asarray(a)
+    if arr.dtype in FLOAT_DTYPES:
+        return arr
+    if arr.dtype.kind in "biu":
+        return arr.astype(np.float64)
+    if arr.dtype == np.float16:
+        return arr.astype(np.float32)
+    raise TypeError(
+        f"{name} must hold real numbers (float32, float64 or integers), "
+        f"got dtype {arr.dtype}"
+    )
+
+
+def check_window(window, min_count, *, min_allowed: int = 1) -> tuple[int, int]:
+    """Validate a window length in samples and its ``min_count``.
+
+    ``min_count=None`` means ``window``: a result needs a full window of valid
+    samples, as in pandas, bottleneck and numbagg.
+    """
+    if isinstance(window, bool) or not isinstance(window, numbers.Integral):
+        raise TypeError(
+            f"window must be a whole number of samples, got window={window!r}"
+        )
+    window = int(window)
+    if window < 1:
+        raise ValueError(f"window must be at least 1, got window={window}")
+    if min_count is None:
+        min_count = window
+    if isinstance(min_count, bool) or not isinstance(min_count, numbers.Integral):
+        raise TypeError(f"min_count must be a whole number, got {min_count!r}")
+    min_count = int(min_count)
+    if not min_allowed <= min_count <= window:
+        raise ValueError(
+            f"min_count must be between {min_allowed} and window={window}, "
+            f"got min_count={min_count}"
+        )
+    return window, min_count
+
+
+def apply_last_axis(
+    loop: Callable, a: np.ndarray, axis: int, *params, out_dtype=None
+) -> np.ndarray:
+    """Run a compiled ``(series, time)`` loop along ``axis`` of an N-d array.
+
+    The array is viewed as 2-D with ``axis`` last (copied only when that view
+    is not C-contiguous), the output is allocated here, and the result is
+    returned with ``axis`` back in its place.
+    """
+    if a.ndim == 0:
+        raise ValueError("a must have at least one dimension (the time axis)")
+    if not -a.ndim <= axis < a.ndim:
+        raise ValueError(f"axis={axis} is out of range for an array of {a.ndim} dims")
+    moved = np.moveaxis(a, axis, -1)
+    shape = moved.shape
+    series = np.ascontiguousarray(moved.reshape(-1, shape[-1]))
+    out = np.empty(series.shape, dtype=out_dtype or a.dtype)
+    if series.size:
+        loop(series, *params, out)
+    return np.moveaxis(out.reshape(shape), -1, axis)

@@ -1,0 +1,30 @@
+"""Analyse fleets of IoT sensors: chunked xarray datasets, Numba kernels, Dask.
+
+Examples
+--------
+>>> import toolkit
+>>> fleet = toolkit.make_fleet(n_devices=2, days=1)
+>>> toolkit.rolling_zscore(fleet.dataset, window=60).temperature.dims
+('device', 'time')
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .anomaly import rolling_zscore, zscore_flags
+from .cluster import connect
+from .errors import ChunkingError, ClusterConnectionError, DataModelError, ToolkitError
+from .events import evaluate_events, flags_to_events
+from .synthetic import Fleet, make_fleet
+
+try:
+    __version__ = version("iot-telemetry-toolkit")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "ChunkingError", "ClusterConnectionError", "DataModelError", "Fleet",
+    "ToolkitError", "connect", "evaluate_events", "flags_to_events", "make_fleet",
+    "rolling_zscore", "zscore_flags",
+]

@@ -1,0 +1,127 @@
+"""Anomaly scores on fleets: the xarray face of the detector kernels.
+
+Each function is a thin :func:`xarray.apply_ufunc` around a kernel from
+:mod:`kernels`; numerical logic lives in the kernels. Dask-backed input stays
+lazy, with one task per chunk named after the operation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+import kernels
+
+from .errors import ChunkingError
+from .model import FLAG_ATTRS, FLAG_MISSING, FLAG_NOT_EVALUATED, FLAG_PASS, \
+    FLAG_SUSPECT, TIME, metric_names, with_history
+
+
+def rolling_zscore(
+    obj: xr.Dataset | xr.DataArray,
+    window: int = 60,
+    *,
+    min_count: int | None = None,
+    dim: str = TIME,
+) -> xr.Dataset | xr.DataArray:
+    """Rolling z-score of every metric against the ``window`` samples before it.
+
+    See :func:`kernels.move_zscore` for the definition. On a Dataset, every
+    float variable along ``dim`` is scored; other variables are left out.
+
+    Parameters
+    ----------
+    obj : xarray.Dataset or xarray.DataArray
+        A fleet (see :mod:`toolkit.model`). Dask-backed input stays lazy.
+    window : int
+        Samples in the reference window.
+    min_count : int, optional
+        Fewest valid samples the reference window needs; default ``window``.
+    dim : str
+        The time dimension. It must be a single chunk for now.
+
+    Returns
+    -------
+    Same type as ``obj``
+        float scores, dimensionless (``units="1"``), history appended.
+
+    Examples
+    --------
+    >>> da = xr.DataArray([[1.0, 2.0, 1.0, 2.0, 9.0]], dims=("device", "time"))
+    >>> rolling_zscore(da, window=4).round(2).values
+    array([[  nan,   nan,   nan,   nan, 12.12]])
+    """
+    if isinstance(obj, xr.Dataset):
+        scored = obj[metric_names(obj, dim)]
+        out = scored.map(rolling_zscore, window=window, min_count=min_count, dim=dim)
+        return with_history(out, f"rolling_zscore(window={window}, "
+                                 f"min_count={min_count}, dim={dim!r})")
+    _check_single_chunk(obj, dim, "rolling_zscore")
+
+    def rolling_zscore_block(values):  # its name becomes the Dask task name
+        return kernels.move_zscore(values, window, min_count, axis=-1)
+
+    out = xr.apply_ufunc(
+        rolling_zscore_block, obj,
+        input_core_dims=[[dim]], output_core_dims=[[dim]],
+        dask="parallelized", output_dtypes=[_float_dtype(obj)],
+    )
+    long_name = obj.attrs.get("long_name", obj.name or "values")
+    out.attrs = {"units": "1", "long_name": f"rolling z-score of {long_name}",
+                 "window": window}
+    return out.rename(obj.name)
+
+
+def zscore_flags(scores: xr.Dataset | xr.DataArray, threshold: float = 5.0,
+                 values: xr.Dataset | xr.DataArray | None = None):
+    """QARTOD flags from z-scores: 3 (suspect) where ``|z| > threshold``.
+
+    1 (pass) where ``|z| <= threshold``, 2 (not evaluated) where the score is
+    NaN, and 9 (missing) where ``values`` (the scored data, optional) is NaN.
+
+    Examples
+    --------
+    >>> z = xr.DataArray([np.nan, 0.5, -7.0, np.nan], dims="time")
+    >>> x = xr.DataArray([1.0, 1.0, 9.0, np.nan], dims="time")
+    >>> zscore_flags(z, 5.0, values=x).values
+    array([2, 1, 3, 9], dtype=int8)
+    """
+    if threshold <= 0 or not np.isfinite(threshold):
+        raise ValueError(f"threshold must be a positive number, got {threshold!r}")
+    if isinstance(scores, xr.Dataset):
+        out = xr.Dataset(
+            {name: zscore_flags(scores[name], threshold,
+                                None if values is None else values[name])
+             for name in scores.data_vars},
+            attrs=scores.attrs,
+        )
+        return with_history(out, f"zscore_flags(threshold={threshold})")
+
+    def zscore_flags_block(z, x):
+        flags = np.where(np.abs(z) > threshold, FLAG_SUSPECT, FLAG_PASS).astype(np.int8)
+        flags[np.isnan(z)] = FLAG_NOT_EVALUATED
+        flags[np.isnan(x)] = FLAG_MISSING
+        return flags
+
+    x = scores if values is None else values
+    out = xr.apply_ufunc(zscore_flags_block, scores, x, dask="parallelized",
+                         output_dtypes=[np.int8])
+    out.attrs = dict(FLAG_ATTRS, long_name=f"z-score flag (|z| > {threshold})",
+                     threshold=threshold)
+    return out.rename(scores.name)
+
+
+def _float_dtype(da: xr.DataArray):
+    return da.dtype if da.dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _check_single_chunk(da: xr.DataArray, dim: str, what: str) -> None:
+    if dim not in da.dims:
+        raise ChunkingError(f"{what}: {da.name!r} has no dimension {dim!r} "
+                            f"(its dims are {da.dims})")
+    if da.chunks is not None and len(da.chunksizes[dim]) > 1:
+        raise ChunkingError(
+            f"{what} needs the whole {dim!r} axis in one chunk, but "
+            f"{da.name!r} has {len(da.chunksizes[dim])} chunks along it; "
+            f"rechunk with .chunk({{{dim!r}: -1}}) and chunk along 'device' instead"
+        )

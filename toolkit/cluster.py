@@ -1,0 +1,105 @@
+"""Where computations run: a local cluster by default, or an existing one.
+
+Library functions never start a cluster; they build lazy Dask graphs that run
+on the current client. Only :func:`connect` starts one, when asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+
+from distributed import Client
+
+from .errors import ClusterConnectionError
+
+SCHEDULER_ENV = "TOOLKIT_SCHEDULER"
+
+#: the dashboard of a local cluster listens on the loopback interface only
+DEFAULT_DASHBOARD = "127.0.0.1:8787"
+
+
+def connect(address: str | None = None, *, timeout: float = 10, **cluster_kwargs) -> Client:
+    """Start a local Dask cluster, or connect to a running scheduler.
+
+    Parameters
+    ----------
+    address : str, optional
+        Address of a running scheduler, such as ``"tcp://10.0.0.5:8786"``.
+        When omitted, the ``TOOLKIT_SCHEDULER`` environment variable is used;
+        when that is unset too, a :class:`distributed.LocalCluster` of worker
+        processes is started, sized to this machine, with its dashboard bound
+        to 127.0.0.1 (port 8787, or a free one if that is taken).
+    timeout : float
+        Seconds to wait for the scheduler before giving up.
+    **cluster_kwargs
+        Passed to :class:`distributed.LocalCluster` (``n_workers``,
+        ``threads_per_worker``, ``memory_limit``, ``dashboard_address``...).
+        Only valid when a local cluster is started.
+
+    Returns
+    -------
+    distributed.Client
+        Its ``dashboard_link`` is the dashboard's URL. Closing the client
+        also shuts down a local cluster that ``connect`` started.
+
+    Raises
+    ------
+    ClusterConnectionError
+        If no scheduler answers at ``address`` within ``timeout`` seconds.
+
+    Examples
+    --------
+    >>> client = connect(n_workers=2, threads_per_worker=1)  # doctest: +SKIP
+    >>> print(client.dashboard_link)                         # doctest: +SKIP
+    http://127.0.0.1:8787/status
+    >>> client.close()                                       # doctest: +SKIP
+    """
+    address = address or os.environ.get(SCHEDULER_ENV) or None
+    if address is not None:
+        if cluster_kwargs:
+            raise TypeError(
+                f"cluster options {sorted(cluster_kwargs)} only apply when "
+                f"connect() starts a local cluster, not when it connects to "
+                f"the scheduler at {address!r}"
+            )
+        try:
+            return Client(address, timeout=timeout)
+        except (OSError, TimeoutError) as err:
+            raise ClusterConnectionError(
+                f"no Dask scheduler answered at {address!r} within {timeout} s "
+                f"({err}). Check the address (for example tcp://HOST:8786), "
+                f"that the scheduler is running, or unset {SCHEDULER_ENV} to "
+                "start a local cluster."
+            ) from err
+    options = {
+        "processes": True,
+        "host": "127.0.0.1",
+        "dashboard_address": DEFAULT_DASHBOARD,
+    }
+    options.update(cluster_kwargs)
+    # A Client given cluster options starts the LocalCluster itself and owns
+    # it, so closing the client also shuts the cluster and its workers down.
+    with _children_ignore_sigint():
+        return Client(timeout=timeout, **options)
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint():
+    """Start worker processes with SIGINT ignored (the parent's is restored).
+
+    Ctrl-C in a terminal signals the whole process group. Workers that ignore
+    it keep running while the interrupted program closes the cluster in
+    order, instead of each dying with a traceback. An ignored signal stays
+    ignored across the spawn of a new interpreter.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,23 @@
+"""The toolkit's exceptions: one root, specific subclasses.
+
+Every message names what was wrong (the argument, file, URL or address and
+the offending value) and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class ToolkitError(Exception):
+    """Root of every error the toolkit raises on purpose."""
+
+
+class ClusterConnectionError(ToolkitError, ConnectionError):
+    """A Dask scheduler could not be reached at the given address."""
+
+
+class ChunkingError(ToolkitError, ValueError):
+    """The chunks of a dataset do not suit the requested operation."""
+
+
+class DataModelError(ToolkitError, ValueError):
+    """A dataset does not follow the fleet data model (dims, dtypes, coords)."""

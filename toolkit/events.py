@@ -1,0 +1,184 @@
+"""From per-sample flags to an events table, and events against ground truth.
+
+An event is a run of consecutive flagged samples of one device and metric:
+``device, metric, start, end, kind, score`` with inclusive ``start``/``end``
+times and the largest absolute score inside the run.
+"""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .model import DEVICE, EVENT_COLUMNS, FLAG_SUSPECT, TIME
+
+
+def flag_runs(flagged: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of True along the last axis of a 2-D boolean array.
+
+    Returns ``(row, first, last)`` index arrays with inclusive ``last``.
+
+    Examples
+    --------
+    >>> flag_runs(np.array([[0, 1, 1, 0, 1], [1, 0, 0, 0, 0]], dtype=bool))
+    (array([0, 0, 1]), array([1, 4, 0]), array([2, 4, 0]))
+    """
+    flagged = np.asarray(flagged, dtype=bool)
+    padded = np.zeros((flagged.shape[0], flagged.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = flagged
+    edges = np.diff(padded, axis=1)
+    row_s, first = np.nonzero(edges == 1)
+    row_e, after = np.nonzero(edges == -1)
+    # np.nonzero walks row-major, so starts and ends pair up in order
+    return row_s, first, after - 1
+
+
+def _block_events(flags, scores, devices, times, metric, kind, min_flag):
+    flagged = flags >= min_flag
+    row, first, last = flag_runs(flagged)
+    peak = np.zeros(len(row))
+    if scores is not None and len(row):
+        # Outside the runs the scores are masked to -inf, so the maximum from
+        # one run's first sample up to the next run's first sample (row-major)
+        # is the maximum of that run alone.
+        masked = np.where(flagged, np.abs(scores), -np.inf)
+        peak = np.maximum.reduceat(masked.ravel(), row * masked.shape[1] + first)
+    return pd.DataFrame({
+        "device": devices[row], "metric": metric,
+        "start": times[first], "end": times[last],
+        "kind": kind, "score": peak,
+    }, columns=EVENT_COLUMNS)
+
+
+def flags_to_events(
+    flags: xr.Dataset,
+    scores: xr.Dataset | None = None,
+    *,
+    kind: str = "zscore",
+    min_flag: int = int(FLAG_SUSPECT),
+) -> pd.DataFrame:
+    """Turn flag variables into an events table, one row per run of flags.
+
+    A sample counts when its flag is ``>= min_flag`` and is not 9 (missing).
+    With a Dask-backed input, each chunk's events are found on the worker
+    that holds it and only the (small) tables come back.
+
+    Parameters
+    ----------
+    flags : xarray.Dataset
+        int8 QARTOD flag variables with dims ``("device", "time")``.
+    scores : xarray.Dataset, optional
+        Scores with the same variables; an event's ``score`` is the largest
+        absolute score inside it (0 without scores).
+    kind : str
+        Written to the ``kind`` column.
+    min_flag : int
+        The lowest flag that counts (3: suspect and fail).
+
+    Examples
+    --------
+    >>> flags = xr.Dataset(
+    ...     {"t": (("device", "time"), np.array([[1, 3, 3, 1]], dtype=np.int8))},
+    ...     coords={"device": ["a"], "time": pd.date_range("2026", periods=4, freq="h")})
+    >>> flags_to_events(flags)[["device", "metric", "start", "end"]]
+      device metric               start                 end
+    0      a      t 2026-01-01 01:00:00 2026-01-01 02:00:00
+    """
+    times = flags[TIME].values
+    tasks = []
+    for name in flags.data_vars:
+        f = flags[name].transpose(DEVICE, TIME)
+        f = f.where(f != 9, 0).astype(np.int8)
+        s = None if scores is None else scores[name].transpose(DEVICE, TIME)
+        devices = f[DEVICE].values
+        if f.chunks is None:
+            tasks.append(_block_events(f.values, None if s is None else s.values,
+                                       devices, times, name, kind, min_flag))
+            continue
+        if s is not None:
+            s = s.chunk(dict(zip(f.dims, f.chunks, strict=True)))
+        f_blocks = f.data.to_delayed()
+        s_blocks = None if s is None else s.data.to_delayed()
+        offsets = np.cumsum((0,) + f.chunks[0])
+        for i in range(f_blocks.shape[0]):
+            if f_blocks.shape[1] != 1:
+                raise ValueError("flags_to_events needs the time axis in one chunk")
+            tasks.append(dask.delayed(_block_events, pure=True)(
+                f_blocks[i, 0], None if s_blocks is None else s_blocks[i, 0],
+                devices[offsets[i]:offsets[i + 1]], times, name, kind, min_flag,
+                dask_key_name=f"flags-to-events-{name}-{i}-{dask.base.tokenize(f.data)}",
+            ))
+    tables = [t for t in dask.compute(*tasks) if len(t)]
+    if not tables:
+        return pd.DataFrame(columns=EVENT_COLUMNS)
+    events = pd.concat(tables, ignore_index=True)
+    return events.sort_values(["device", "metric", "start"], ignore_index=True)
+
+
+def evaluate_events(
+    detected: pd.DataFrame, truth: pd.DataFrame, tolerance: pd.Timedelta | str = "0s"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Match detected events to ground-truth events of the same device and metric.
+
+    A detection matches a true event when their time spans, each widened by
+    ``tolerance`` on both sides, overlap.
+
+    Returns
+    -------
+    summary : pandas.DataFrame
+        One row per true ``kind`` and a final ``all`` row: ``injected``,
+        ``found`` (true events matched by at least one detection),
+        ``recall``, ``detections`` (detections matched to events of that
+        kind), and ``precision`` -- on the ``all`` row only, since a
+        detection that matches nothing has no kind.
+    detected : pandas.DataFrame
+        The detections with a ``matched_kind`` column (empty when unmatched).
+
+    Examples
+    --------
+    >>> t = pd.Timestamp("2026-01-01")
+    >>> truth = pd.DataFrame({"device": ["a"], "metric": ["t"], "kind": ["spike"],
+    ...                       "start": [t], "end": [t]})
+    >>> found = pd.DataFrame({"device": ["a", "a"], "metric": ["t", "t"],
+    ...                       "start": [t, t + pd.Timedelta("1d")],
+    ...                       "end": [t, t + pd.Timedelta("1d")]})
+    >>> summary, _ = evaluate_events(found, truth)
+    >>> summary[["injected", "found", "detections", "precision"]].loc["all"].tolist()
+    [1.0, 1.0, 2.0, 0.5]
+    """
+    tol = pd.Timedelta(tolerance)
+    detected = detected.reset_index(drop=True).copy()
+    matched_kind = np.full(len(detected), "", dtype=object)
+    found = np.zeros(len(truth), dtype=bool)
+    truth = truth.reset_index(drop=True)
+    by_series = {key: grp for key, grp in truth.groupby(["device", "metric"])}
+    for key, grp in detected.groupby(["device", "metric"]):
+        events = by_series.get(key)
+        if events is None:
+            continue
+        t_start = events["start"].to_numpy() - tol
+        t_end = events["end"].to_numpy() + tol
+        for i, d_start, d_end in zip(grp.index, grp["start"], grp["end"], strict=True):
+            hit = np.flatnonzero((t_start <= d_end.to_datetime64())
+                                 & (d_start.to_datetime64() <= t_end))
+            if len(hit):
+                found[events.index[hit]] = True
+                matched_kind[i] = events["kind"].iloc[hit[0]]
+    detected["matched_kind"] = matched_kind
+    kinds = sorted(truth["kind"].unique())
+    rows = {}
+    for kind in kinds:
+        mask = truth["kind"].to_numpy() == kind
+        rows[kind] = {"injected": mask.sum(), "found": found[mask].sum(),
+                      "detections": (matched_kind == kind).sum(), "precision": np.nan}
+    n_det = len(detected)
+    rows["all"] = {"injected": len(truth), "found": found.sum(),
+                   "detections": n_det,
+                   "precision": (matched_kind != "").sum() / n_det if n_det else np.nan}
+    summary = pd.DataFrame.from_dict(rows, orient="index").astype(float)
+    summary.insert(2, "recall", summary["found"] / summary["injected"].where(
+        summary["injected"] > 0))
+    summary.index.name = "kind"
+    return summary, detected

@@ -1,0 +1,91 @@
+"""The fleet data model: what every dataset in the toolkit looks like.
+
+A fleet is an :class:`xarray.Dataset` with dimensions ``("device", "time")``
+and one float variable per metric; NaN means missing. ``device`` holds string
+ids, ``time`` is ``datetime64[ns]`` in UTC (stored without a time zone).
+Variables carry ``units`` and ``long_name``; the dataset carries ``source``
+and ``history`` (one line per step applied, oldest first).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+import numpy as np
+import xarray as xr
+
+from .errors import DataModelError
+
+DEVICE = "device"
+TIME = "time"
+
+# QARTOD quality flag codes
+FLAG_PASS = np.int8(1)
+FLAG_NOT_EVALUATED = np.int8(2)
+FLAG_SUSPECT = np.int8(3)
+FLAG_FAIL = np.int8(4)
+FLAG_MISSING = np.int8(9)
+FLAG_ATTRS = {
+    "flag_values": np.array([1, 2, 3, 4, 9], dtype=np.int8),
+    "flag_meanings": "pass not_evaluated suspect fail missing",
+    "units": "1",
+}
+
+EVENT_COLUMNS = ["device", "metric", "start", "end", "kind", "score"]
+
+
+def metric_names(ds: xr.Dataset, dim: str = TIME) -> list[str]:
+    """Names of the data variables that are float series along ``dim``.
+
+    Examples
+    --------
+    >>> ds = xr.Dataset({"t": (("device", "time"), np.zeros((1, 3))),
+    ...                  "n": (("device", "time"), np.zeros((1, 3), int))})
+    >>> metric_names(ds)
+    ['t']
+    """
+    return [
+        str(name)
+        for name, var in ds.data_vars.items()
+        if dim in var.dims and var.dtype.kind == "f"
+    ]
+
+
+def check_fleet(ds: xr.Dataset, dim: str = TIME) -> None:
+    """Raise :class:`DataModelError` if ``ds`` has no float series along ``dim``.
+
+    Examples
+    --------
+    >>> check_fleet(xr.Dataset())
+    Traceback (most recent call last):
+    ...
+    toolkit.errors.DataModelError: the dataset has no float variable along 'time'; ...
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise DataModelError(
+            f"expected an xarray.Dataset, got {type(ds).__name__}; wrap a "
+            "DataArray with .to_dataset(name=...)"
+        )
+    if not metric_names(ds, dim):
+        raise DataModelError(
+            f"the dataset has no float variable along {dim!r}; its variables "
+            f"are {dict(ds.data_vars.dtypes) or 'none'}. Metrics must be "
+            f"float32/float64 with a {dim!r} dimension."
+        )
+
+
+def with_history(obj, line: str):
+    """Return ``obj`` with ``line`` (time-stamped, UTC) appended to ``history``.
+
+    Examples
+    --------
+    >>> ds = with_history(xr.Dataset(), "made by hand")
+    >>> ds.attrs["history"].endswith("made by hand")
+    True
+    """
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    previous = obj.attrs.get("history", "")
+    out = obj.copy()
+    out.attrs = dict(obj.attrs)
+    out.attrs["history"] = (previous + "\n" if previous else "") + f"{stamp} {line}"
+    return out
