@@ -14,133 +14,126 @@ from numba import njit
 from ._wrap import JIT_OPTIONS, apply_last_axis, as_float_array, check_window
 
 # statistic codes of _move_moments
-_SUM, _MEAN, _VAR, _STD = 0, 1, 2, 3
+_SUM, _MEAN, _VAR, _STD, _ZSCORE = 0, 1, 2, 3, 4
+
+
+@njit(inline="always")
+def _statistic(stat, n, n_inf, s1, s2, k, min_count, ddof, pos_inf, neg_inf,
+               constant, last_valid):
+    """One statistic of a window from its shifted sums (see _move_moments)."""
+    count = n + n_inf
+    if count < min_count:
+        return np.nan
+    if stat == _SUM or stat == _MEAN:
+        if pos_inf and neg_inf:
+            return np.nan
+        if pos_inf:
+            return np.inf
+        if neg_inf:
+            return -np.inf
+        if constant:
+            return last_valid if stat == _MEAN else last_valid * n
+        return k + s1 / n if stat == _MEAN else k * n + s1
+    if n_inf or count - ddof <= 0:
+        return np.nan
+    if constant:
+        return 0.0
+    # rounding can leave the difference a hair below zero
+    var = max(s2 - s1 * s1 / n, 0.0) / (n - ddof)
+    return np.sqrt(var) if stat == _STD else var
 
 
 @njit(**JIT_OPTIONS)
 def _move_moments(a, window, min_count, ddof, stat, out):
     for r in range(a.shape[0]):
         x = a[r]
-        # Welford's update, run forwards for the sample entering the window
-        # and backwards for the one leaving it: no sum of squares is formed,
-        # so series like 1e5 + noise do not lose their digits to cancellation.
+        # Sums of (x - k) and (x - k)**2 over the window, shifted by k, a
+        # recent window mean: 1e5 + noise keeps its digits because x - k is
+        # small (and exact when x and k are close). Every `window` samples
+        # the sums are rebuilt from the window's values around a fresh k, so
+        # rounding from adding and removing never accumulates for long.
         n = 0
-        mean = 0.0
-        m2 = 0.0
-        n_pinf = 0  # infinities are counted aside, never put into the moments
-        n_ninf = 0
-        # index of the newest valid sample that differs from the valid sample
-        # before it; when it is older than the window, every valid sample in
-        # the window is equal, and mean and var are exact (pandas does alike).
+        s1 = 0.0
+        s2 = 0.0
+        k = np.nan
+        n_pos = 0  # infinities are counted aside, never put into the sums
+        n_neg = 0
+        # The newest run of equal valid samples starts at last_change and has
+        # run valid samples. When it started before the window, or when all
+        # valid samples of the window belong to it, they all equal last_valid
+        # and mean and var are exact.
         last_change = 0
+        run = 0
         last_valid = np.nan
         for i in range(x.shape[0]):
             v = x[i]
-            if v == np.inf:
-                n_pinf += 1
-            elif v == -np.inf:
-                n_ninf += 1
-            elif v == v:
-                n += 1
-                d = v - mean
-                mean += d / n
-                m2 += d * (v - mean)
+            if stat == _ZSCORE:
+                # z[i] compares x[i] with the window before it, x[i-window..i-1],
+                # which is the state left by the previous step
+                constant = last_change <= i - window or run == n
+                if constant and n_pos + n_neg == 0 and n >= min_count:
+                    out[r, i] = (v - last_valid) / 0.0 if n > ddof else np.nan
+                else:
+                    std = _statistic(_STD, n, n_pos + n_neg, s1, s2, k, min_count,
+                                     ddof, n_pos, n_neg, False, last_valid)
+                    out[r, i] = (v - (k + s1 / n)) / std
             if v == v:
                 if v != last_valid:
                     last_change = i
+                    run = 0
+                run += 1
                 last_valid = v
-            if i >= window:
-                u = x[i - window]
-                if u == np.inf:
-                    n_pinf -= 1
-                elif u == -np.inf:
-                    n_ninf -= 1
-                elif u == u:
-                    n -= 1
-                    if n == 0:
-                        mean = 0.0
-                        m2 = 0.0
-                    else:
-                        d = u - mean
-                        mean -= d / n
-                        m2 -= d * (u - mean)
-            count = n + n_pinf + n_ninf
-            if count < min_count:
-                out[r, i] = np.nan
-                continue
-            constant = last_change <= i - window + 1 and n_pinf + n_ninf == 0
-            if stat == _SUM or stat == _MEAN:
-                if n_pinf and n_ninf:
-                    res = np.nan
-                elif n_pinf:
-                    res = np.inf
-                elif n_ninf:
-                    res = -np.inf
-                elif constant:
-                    res = last_valid if stat == _MEAN else last_valid * n
-                else:
-                    res = mean if stat == _MEAN else mean * n
+            if i % window == 0:
+                k = k + s1 / n if n > 0 else np.nan
+                n = 0
+                s1 = 0.0
+                s2 = 0.0
+                n_pos = 0
+                n_neg = 0
+                for j in range(max(0, i - window + 1), i + 1):
+                    u = x[j]
+                    if u == np.inf:
+                        n_pos += 1
+                    elif u == -np.inf:
+                        n_neg += 1
+                    elif u == u:
+                        if k != k:
+                            k = u
+                        d = u - k
+                        n += 1
+                        s1 += d
+                        s2 += d * d
             else:
-                if n_pinf or n_ninf or count - ddof <= 0:
-                    res = np.nan
-                elif constant:
-                    res = 0.0
-                else:
-                    # rounding can leave m2 a hair below zero
-                    res = max(m2, 0.0) / (n - ddof)
-                    if stat == _STD:
-                        res = np.sqrt(res)
-            out[r, i] = res
-
-
-@njit(**JIT_OPTIONS)
-def _move_zscore(a, window, min_count, ddof, out):
-    for r in range(a.shape[0]):
-        x = a[r]
-        # z[i] compares x[i] with the window *before* it, x[i-window..i-1],
-        # so an outlier does not dilute its own reference.
-        n = 0
-        mean = 0.0
-        m2 = 0.0
-        n_inf = 0
-        last_change = 0
-        last_valid = np.nan
-        for i in range(x.shape[0]):
-            v = x[i]
-            # 1. score against the current window state
-            if n + n_inf < min_count or n + n_inf - ddof <= 0 or n_inf > 0:
-                out[r, i] = np.nan
-            elif last_change <= i - window:
-                # every valid sample in the window equals last_valid exactly
-                out[r, i] = (v - last_valid) / 0.0
-            else:
-                out[r, i] = (v - mean) / np.sqrt(max(m2, 0.0) / (n - ddof))
-            # 2. move the window one step: x[i] enters, x[i-window] leaves
-            if v == v:
-                if abs(v) == np.inf:
-                    n_inf += 1
-                else:
+                if v == np.inf:
+                    n_pos += 1
+                elif v == -np.inf:
+                    n_neg += 1
+                elif v == v:
+                    if k != k:
+                        k = v
+                    d = v - k
                     n += 1
-                    d = v - mean
-                    mean += d / n
-                    m2 += d * (v - mean)
-                if v != last_valid:
-                    last_change = i
-                last_valid = v
-            if i >= window:
-                u = x[i - window]
-                if u == u:
-                    if abs(u) == np.inf:
-                        n_inf -= 1
-                    else:
+                    s1 += d
+                    s2 += d * d
+                if i >= window:
+                    u = x[i - window]
+                    if u == np.inf:
+                        n_pos -= 1
+                    elif u == -np.inf:
+                        n_neg -= 1
+                    elif u == u:
+                        d = u - k
                         n -= 1
+                        s1 -= d
+                        s2 -= d * d
                         if n == 0:
-                            mean = 0.0
-                            m2 = 0.0
-                        else:
-                            d = u - mean
-                            mean -= d / n
-                            m2 -= d * (u - mean)
+                            s1 = 0.0
+                            s2 = 0.0
+            if stat != _ZSCORE:
+                out[r, i] = _statistic(stat, n, n_pos + n_neg, s1, s2, k, min_count,
+                                       ddof, n_pos, n_neg,
+                                       last_change <= i - window + 1 or run == n,
+                                       last_valid)
 
 
 def _moments(a, window, min_count, axis, stat, ddof=0):
@@ -256,12 +249,7 @@ def move_zscore(
     >>> move_zscore([1.0, 2.0, 1.0, 2.0, 9.0], window=4)
     array([       nan,        nan,        nan,        nan, 12.12435565])
     """
-    arr = as_float_array(a)
-    window, min_count = check_window(window, min_count)
-    return apply_last_axis(
-        _move_zscore, arr, axis, np.int64(window), np.int64(min_count),
-        np.int64(_check_ddof(ddof)),
-    )
+    return _moments(a, window, min_count, axis, _ZSCORE, _check_ddof(ddof))
 
 
 def _check_ddof(ddof) -> int:

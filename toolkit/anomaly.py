@@ -52,17 +52,20 @@ def rolling_zscore(
     array([[  nan,   nan,   nan,   nan, 12.12]])
     """
     if isinstance(obj, xr.Dataset):
-        scored = obj[metric_names(obj, dim)]
-        out = scored.map(rolling_zscore, window=window, min_count=min_count, dim=dim)
+        out = xr.Dataset(
+            {name: rolling_zscore(obj[name], window, min_count=min_count, dim=dim)
+             for name in metric_names(obj, dim)},
+            attrs=obj.attrs,
+        )
         return with_history(out, f"rolling_zscore(window={window}, "
                                  f"min_count={min_count}, dim={dim!r})")
     _check_single_chunk(obj, dim, "rolling_zscore")
 
-    def rolling_zscore_block(values):  # its name becomes the Dask task name
+    def block(values):
         return kernels.move_zscore(values, window, min_count, axis=-1)
 
     out = xr.apply_ufunc(
-        rolling_zscore_block, obj,
+        task_named(block, "rolling_zscore"), obj,
         input_core_dims=[[dim]], output_core_dims=[[dim]],
         dask="parallelized", output_dtypes=[_float_dtype(obj)],
     )
@@ -97,18 +100,29 @@ def zscore_flags(scores: xr.Dataset | xr.DataArray, threshold: float = 5.0,
         )
         return with_history(out, f"zscore_flags(threshold={threshold})")
 
-    def zscore_flags_block(z, x):
+    def block(z, x):
         flags = np.where(np.abs(z) > threshold, FLAG_SUSPECT, FLAG_PASS).astype(np.int8)
         flags[np.isnan(z)] = FLAG_NOT_EVALUATED
         flags[np.isnan(x)] = FLAG_MISSING
         return flags
 
     x = scores if values is None else values
-    out = xr.apply_ufunc(zscore_flags_block, scores, x, dask="parallelized",
+    out = xr.apply_ufunc(task_named(block, "zscore_flags"), scores, x,
+                         dask="parallelized",
                          output_dtypes=[np.int8])
     out.attrs = dict(FLAG_ATTRS, long_name=f"z-score flag (|z| > {threshold})",
                      threshold=threshold)
     return out.rename(scores.name)
+
+
+def task_named(func, name: str):
+    """Give ``func`` the name its Dask tasks show on the dashboard.
+
+    Dask names a blockwise task after the function; the name must not contain
+    a hyphen (Dask splits keys on it).
+    """
+    func.__name__ = func.__qualname__ = name
+    return func
 
 
 def _float_dtype(da: xr.DataArray):

@@ -41,14 +41,16 @@ def _parser() -> argparse.ArgumentParser:
 def _demo(args) -> int:
     from .cluster import connect
     from .demo import format_summary, run_demo
+    from .progress import interruptible
 
-    client = connect(args.scheduler)
-    try:
-        result = run_demo(devices=args.devices, days=args.days, freq=args.freq,
-                          window=args.window, threshold=args.threshold,
-                          seed=args.seed, out=args.out, client=client)
-    finally:
-        client.close()
+    with interruptible():
+        client = connect(args.scheduler)
+        try:
+            result = run_demo(devices=args.devices, days=args.days, freq=args.freq,
+                              window=args.window, threshold=args.threshold,
+                              seed=args.seed, out=args.out, client=client)
+        finally:
+            client.close()
     print(format_summary(result.summary))
     print(f"wrote {result.store}, events.csv, ground_truth.csv, summary.csv "
           f"in {result.store.parent}")

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 import xarray as xr
-from distributed import Client, progress
+from distributed import Client
 
 from .anomaly import rolling_zscore, zscore_flags
 from .cluster import connect
 from .events import evaluate_events, flags_to_events
+from .progress import check_interrupted, compute
 from .synthetic import make_fleet
 
 STORE = "anomalies.zarr"
@@ -84,15 +85,8 @@ def run_demo(
              f"and writing {store}")
         # Zarr format 2: its spec covers string coordinates and consolidated
         # metadata, so any Zarr reader can open the store.
-        future = client.compute(result.to_zarr(store, mode="w", compute=False,
-                                               zarr_format=2, consolidated=True))
-        try:
-            progress(future)
-            future.result()
-        except KeyboardInterrupt:
-            client.cancel(future)  # let the workers stop before the cluster closes
-            raise
-        echo("")
+        compute(client, result.to_zarr(store, mode="w", compute=False,
+                                       zarr_format=2, consolidated=True))
 
         written = xr.open_zarr(store)
         names = list(scores.data_vars)
@@ -101,6 +95,7 @@ def run_demo(
             written[[f"{m}_zscore" for m in names]].rename({f"{m}_zscore": m for m in names}),
             kind="zscore",
         )
+        check_interrupted()
         tolerance = 5 * pd.Timedelta(freq)
         summary, matched = evaluate_events(events, fleet.events, tolerance=tolerance)
         matched.to_csv(out / "events.csv", index=False)

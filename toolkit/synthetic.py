@@ -350,5 +350,5 @@ def write_csv(ds: xr.Dataset, path: str | Path, *, jitter: str | None = None,
     path = Path(path)
     samples = to_samples(ds, jitter=jitter, seed=seed)
     samples["time"] = samples["time"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").str.slice(0, 23) + "Z"
-    samples.to_csv(path, index=False, float_format="%.9g")
+    samples.to_csv(path, index=False)  # shortest repr: values round-trip exactly
     return path

@@ -1,0 +1,47 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import dask
+import pytest
+
+REAL_DATA_ENV = "TOOLKIT_REAL_DATA"
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """The folder of public sensor data sets, or a skip saying why not."""
+    folder = os.environ.get(REAL_DATA_ENV)
+    if not folder:
+        pytest.skip(f"{REAL_DATA_ENV} is unset: set it to the shared/data folder "
+                    "to run the tests on real sensor data (.ci/run does)")
+    path = Path(folder)
+    if not (path / "README.md").exists():
+        pytest.fail(f"{REAL_DATA_ENV}={folder!r} is not the shared data folder "
+                    "(no README.md there)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def client():
+    """A real LocalCluster: 2 worker processes of 1 thread, no dashboard."""
+    from toolkit import connect
+
+    with connect(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                 memory_limit="2GiB") as c:
+        yield c
+
+
+@contextlib.contextmanager
+def raise_if_dask_computes():
+    """Fail the test if anything inside the block makes Dask compute."""
+
+    def refuse(dsk, keys, **kwargs):
+        raise AssertionError(f"Dask computed {len(dsk)} tasks inside a lazy block")
+
+    with dask.config.set(scheduler=refuse):
+        yield

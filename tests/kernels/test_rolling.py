@@ -1,0 +1,191 @@
+"""Rolling kernels against pandas and a plain-loop reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import kernels
+
+STATS = {
+    "sum": (kernels.move_sum, lambda v, ddof: v.sum()),
+    "mean": (kernels.move_mean, lambda v, ddof: v.mean()),
+    "var": (kernels.move_var, lambda v, ddof: v.var(ddof=ddof)),
+    "std": (kernels.move_std, lambda v, ddof: v.std(ddof=ddof)),
+}
+
+
+def slow_moving(x, window, min_count, stat, ddof=1):
+    """Plain loop: the statistic of the valid samples of each trailing window."""
+    out = np.full(x.shape, np.nan)
+    reduce = STATS[stat][1]
+    for i in range(len(x)):
+        w = x[max(0, i - window + 1): i + 1].astype(np.float64)
+        v = w[~np.isnan(w)]
+        if len(v) < min_count or (stat in ("var", "std") and len(v) <= ddof):
+            continue
+        with np.errstate(invalid="ignore"):
+            out[i] = reduce(v, ddof)
+    return out
+
+
+def slow_zscore(x, window, min_count, ddof=1):
+    out = np.full(x.shape, np.nan)
+    for i in range(len(x)):
+        w = x[max(0, i - window): i].astype(np.float64)
+        v = w[~np.isnan(w)]
+        if len(v) < min_count or len(v) <= ddof or np.isinf(v).any():
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if (v == v[0]).all():  # documented: exact 0 spread, inf or nan
+                out[i] = (x[i] - v[0]) / np.float64(0.0)
+            else:
+                out[i] = (x[i] - v.mean()) / v.std(ddof=ddof)
+    return out
+
+
+@st.composite
+def series(draw, max_len=80):
+    """Sensor-like series: NaN at the ends and in runs, constants, infinities,
+    large offsets, float32 or float64."""
+    n = draw(st.integers(1, max_len))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    offset = draw(st.sampled_from([0.0, 101325.0, 1e6]))
+    scale = draw(st.sampled_from([1e-2, 1.0, 100.0]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    x = offset + scale * rng.standard_normal(n)
+    if draw(st.booleans()):  # a constant stretch (a stuck sensor)
+        a = draw(st.integers(0, n - 1))
+        x[a: a + draw(st.integers(1, n))] = x[a]
+    for _ in range(draw(st.integers(0, 3))):  # NaN runs, possibly at the ends
+        a = draw(st.integers(0, n - 1))
+        x[a: a + draw(st.integers(1, max(1, n // 3)))] = np.nan
+    if draw(st.booleans()) and n > 2:
+        x[draw(st.integers(0, n - 1))] = draw(st.sampled_from([np.inf, -np.inf]))
+    if draw(st.integers(0, 9)) == 0:
+        x[:] = np.nan
+    return x.astype(dtype)
+
+
+def tolerance(x, stat):
+    finite = np.abs(x[np.isfinite(x)])
+    big = float(finite.max()) if finite.size else 1.0
+    eps = np.finfo(x.dtype).eps
+    if stat in ("var", "std"):
+        spread = float(np.ptp(x[np.isfinite(x)])) if finite.size else 1.0
+        # Welford keeps the error near eps * |x| * spread, never eps * x**2
+        return {"rtol": 100 * eps, "atol": 1e4 * np.finfo(float).eps * big * (spread + 1)
+                + (1e-6 * spread**2 if x.dtype == np.float32 else 0)}
+    return {"rtol": 100 * eps, "atol": 100 * np.finfo(float).eps * big * len(x)}
+
+
+@pytest.mark.parametrize("stat", list(STATS))
+@settings(max_examples=150, deadline=None)
+@given(x=series(), data=st.data())
+def test_moving_matches_slow_loop(stat, x, data):
+    window = data.draw(st.integers(1, len(x) + 3), label="window")
+    min_count = data.draw(st.integers(1, window), label="min_count")
+    got = STATS[stat][0](x, window, min_count)
+    assert got.dtype == x.dtype
+    expected = slow_moving(x, window, min_count, stat)
+    if stat == "std":
+        tol = tolerance(x, "var")
+        np.testing.assert_allclose(got.astype(float) ** 2, expected**2, **tol)
+    else:
+        np.testing.assert_allclose(got, expected, **tolerance(x, stat))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+
+
+@settings(max_examples=300, deadline=None)
+@given(x=series(), data=st.data())
+def test_zscore_matches_slow_loop(x, data):
+    window = data.draw(st.integers(2, len(x) + 3), label="window")
+    min_count = data.draw(st.integers(2, window), label="min_count")
+    got = kernels.move_zscore(x, window, min_count)
+    expected = slow_zscore(x, window, min_count)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    both = np.isfinite(got) & np.isfinite(expected)
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    rtol = 1e-4 if x.dtype == np.float32 else 1e-7
+    np.testing.assert_allclose(got[both], expected[both], rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("stat", ["sum", "mean", "var", "std"])
+def test_against_pandas_with_nans(dtype, stat):
+    rng = np.random.default_rng(42)
+    x = (20 + rng.standard_normal((5, 2000))).astype(dtype)
+    x[0, 100:180] = np.nan  # a run longer than the window
+    x[1, rng.random(2000) < 0.1] = np.nan  # scattered dropouts
+    x[2, :] = np.nan  # a dead sensor
+    x[3, :50] = np.nan  # starts late
+    x[4, 500:] = 21.5  # stuck
+    window, min_count = 60, 40
+    got = STATS[stat][0](x, window, min_count)
+    frame = pd.DataFrame(x.T.astype(np.float64)).rolling(window, min_periods=min_count)
+    expected = getattr(frame, stat)().to_numpy().T
+    rtol = 1e-5 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol)
+    assert got.dtype == dtype
+
+
+def test_zscore_against_pandas():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 5000))
+    x[:, rng.random(5000) < 0.02] = np.nan
+    x[0, 2500] = 40.0
+    z = kernels.move_zscore(x, 60, min_count=30)
+    frame = pd.DataFrame(x.T).rolling(60, min_periods=30)
+    expected = ((pd.DataFrame(x.T) - frame.mean().shift(1)) / frame.std().shift(1))
+    np.testing.assert_allclose(z, expected.to_numpy().T, rtol=1e-9, atol=1e-9)
+    assert z[0, 2500] > 30
+
+
+def test_axis_and_non_contiguous_input():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 6))  # time along axis 0
+    got = kernels.move_mean(x, 5, axis=0)
+    expected = kernels.move_mean(np.ascontiguousarray(x.T), 5).T
+    np.testing.assert_array_equal(got, expected)
+    strided = rng.standard_normal((4, 100))[:, ::3]
+    np.testing.assert_allclose(kernels.move_std(strided, 7),
+                               kernels.move_std(strided.copy(), 7))
+
+
+def test_large_offset_is_not_cancelled():
+    rng = np.random.default_rng(3)
+    x = 101325.0 + 0.5 * rng.standard_normal(20_000)
+    got = kernels.move_std(x, 60)
+    expected = pd.Series(x - 101325.0).rolling(60).std().to_numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"window": 0}, ValueError, "window must be at least 1, got window=0"),
+        ({"window": 2.5}, TypeError, "window=2.5"),
+        ({"window": 5, "min_count": 6}, ValueError, "min_count=6"),
+        ({"window": 5, "min_count": 0}, ValueError, "min_count=0"),
+        ({"window": 5, "ddof": -1}, ValueError, "ddof=-1"),
+    ],
+)
+def test_argument_errors_name_the_value(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        kernels.move_std(np.zeros(10), **kwargs)
+
+
+def test_rejects_non_numeric_input():
+    with pytest.raises(TypeError, match="dtype <U1"):
+        kernels.move_mean(np.array(["a", "b"]), 2)
+    with pytest.raises(ValueError, match="at least one dimension"):
+        kernels.move_mean(np.float64(1.0), 1)
+
+
+def test_integers_become_float64():
+    np.testing.assert_array_equal(kernels.move_sum(np.arange(4), 2),
+                                  [np.nan, 1.0, 3.0, 5.0])

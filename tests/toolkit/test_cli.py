@@ -1,0 +1,96 @@
+"""`iot-toolkit demo` end to end, as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+import xarray as xr
+
+from toolkit import make_fleet
+from toolkit.synthetic import METRICS
+
+pytestmark = pytest.mark.slow
+
+CLI = str(Path(sys.executable).with_name("iot-toolkit"))
+
+
+def test_demo_end_to_end(tmp_path):
+    out = tmp_path / "demo-out"
+    env = {k: v for k, v in os.environ.items() if k != "TOOLKIT_SCHEDULER"}
+    run = subprocess.run([CLI, "demo", "--devices", "5", "--days", "1", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "Dask dashboard: http://127.0.0.1:" in run.stdout
+    assert "Traceback" not in run.stderr
+    table = run.stdout[run.stdout.index("kind "):]
+    assert "spike" in table or "all" in table
+    assert {p.name for p in out.iterdir()} == {
+        "anomalies.zarr", "events.csv", "ground_truth.csv", "summary.csv"}
+
+    store = xr.open_zarr(out / "anomalies.zarr")
+    assert store.sizes == {"device": 5, "time": 1440}
+    for name in METRICS:
+        assert store[f"{name}_zscore"].dtype == np.float64
+        assert store[f"{name}_flag"].dtype == np.int8
+        assert set(np.unique(store[f"{name}_flag"])) <= {1, 2, 3, 4, 9}
+
+    truth = pd.read_csv(out / "ground_truth.csv", parse_dates=["start", "end"])
+    expected = make_fleet(5, 1, seed=0).events
+    assert len(truth) == len(expected)
+    assert (truth.start.values == expected.start.values).all()
+
+    events = pd.read_csv(out / "events.csv", parse_dates=["start", "end"])
+    assert list(events.columns) == ["device", "metric", "start", "end", "kind", "score",
+                                    "matched_kind"]
+    # every event is a run of suspect flags in the store
+    for ev in events.itertuples():
+        flags = store[f"{ev.metric}_flag"].sel(device=ev.device,
+                                               time=slice(ev.start, ev.end))
+        assert (flags == 3).all()
+    summary = pd.read_csv(out / "summary.csv", index_col="kind")
+    assert summary.loc["all", "injected"] == len(expected)
+    assert summary.loc["all", "detections"] == len(events)
+
+
+def test_ctrl_c_stops_cleanly(tmp_path):
+    """Ctrl-C in a terminal: SIGINT to the whole process group."""
+    proc = subprocess.Popen(
+        [CLI, "demo", "--devices", "400", "--days", "30", "--out", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    try:
+        for line in proc.stdout:
+            if line.startswith("Dask dashboard"):
+                break
+        time.sleep(1.0)  # the computation is under way
+        family = psutil.Process(proc.pid).children(recursive=True)
+        assert len(family) >= 2, "expected worker processes"
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert "Traceback" not in stderr, stderr
+    deadline = time.monotonic() + 20
+    while [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]:
+        assert time.monotonic() < deadline, "orphan processes after Ctrl-C"
+        time.sleep(0.2)
+
+
+def test_help_and_version():
+    run = subprocess.run([CLI, "demo", "--help"], capture_output=True, text=True)
+    assert run.returncode == 0 and "--devices" in run.stdout
+    run = subprocess.run([CLI, "--version"], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.startswith("iot-toolkit 0.1.0")

@@ -1,0 +1,123 @@
+"""connect(): a local cluster of processes, or a scheduler reached by address."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import xarray as xr
+from distributed import LocalCluster, Nanny
+
+from toolkit import ClusterConnectionError, connect, make_fleet, rolling_zscore
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def separate_scheduler():
+    """A scheduler and a worker started as their own processes, as on other hosts."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    dask = [sys.executable, "-m", "dask"]
+    procs = [subprocess.Popen(dask + ["scheduler", "--host", "127.0.0.1", "--port",
+                                      str(port), "--no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs.append(subprocess.Popen(dask + ["worker", address, "--nworkers", "1",
+                                          "--nthreads", "2", "--no-dashboard",
+                                          "--host", "127.0.0.1"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def wait_for_workers(client, n, timeout=60):
+    deadline = time.monotonic() + timeout
+    while len(client.scheduler_info()["workers"]) < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fewer than {n} workers after {timeout} s")
+        time.sleep(0.2)
+
+
+def check_computes_like_numpy(client):
+    fleet = make_fleet(n_devices=4, days=0.5, seed=9, chunks=2)
+    lazy = rolling_zscore(fleet.dataset, window=20)
+    got = client.compute(lazy).result()
+    expected = rolling_zscore(fleet.dataset.compute(), window=20)
+    xr.testing.assert_allclose(got, expected)
+    # the data were generated on the workers: the worker holds the results
+    assert client.scheduler_info()["workers"]
+
+
+def test_connect_by_address(separate_scheduler):
+    with connect(separate_scheduler, timeout=30) as client:
+        assert client.scheduler.address == separate_scheduler
+        assert client.cluster is None  # nothing was started locally
+        wait_for_workers(client, 1)
+        check_computes_like_numpy(client)
+
+
+def test_connect_by_environment_variable(separate_scheduler, monkeypatch):
+    monkeypatch.setenv("TOOLKIT_SCHEDULER", separate_scheduler)
+    with connect(timeout=30) as client:
+        assert client.scheduler.address == separate_scheduler
+        wait_for_workers(client, 1)
+        assert sum(client.nthreads().values()) == 2
+
+
+def test_local_cluster_of_processes_on_loopback(monkeypatch):
+    monkeypatch.delenv("TOOLKIT_SCHEDULER", raising=False)
+    client = connect(n_workers=2, threads_per_worker=1)
+    try:
+        cluster = client.cluster
+        assert isinstance(cluster, LocalCluster)
+        assert all(isinstance(w, Nanny) for w in cluster.workers.values())
+        assert client.dashboard_link.startswith("http://127.0.0.1:")
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        check_computes_like_numpy(client)
+        pids = [w.process.pid for w in cluster.workers.values()]
+        assert all(psutil.pid_exists(p) for p in pids)
+    finally:
+        client.close()
+    # closing the client shut the cluster and its worker processes down
+    assert cluster.status.name == "closed"
+    deadline = time.monotonic() + 20
+    while any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+              for p in pids):
+        assert time.monotonic() < deadline, "worker processes outlived the client"
+        time.sleep(0.2)
+
+
+def test_default_size_follows_the_machine(monkeypatch):
+    monkeypatch.delenv("TOOLKIT_SCHEDULER", raising=False)
+    with connect(dashboard_address=None) as client:
+        threads = sum(client.nthreads().values())
+        assert threads == psutil.cpu_count()
+
+
+def test_unreachable_scheduler_is_a_clear_error():
+    address = f"tcp://127.0.0.1:{free_port()}"
+    with pytest.raises(ClusterConnectionError, match=f"no Dask scheduler answered at '{address}'"):
+        connect(address, timeout=2)
+
+
+def test_cluster_options_with_an_address_are_refused():
+    with pytest.raises(TypeError, match=r"\['n_workers'\] only apply"):
+        connect("tcp://127.0.0.1:8786", n_workers=2)
