@@ -247,7 +247,7 @@ def move_zscore(
     Examples
     --------
     >>> move_zscore([1.0, 2.0, 1.0, 2.0, 9.0], window=4)
-    array([       nan,        nan,        nan,        nan, 12.12435565])
+    array([       nan,        nan,        nan,        nan, 12.99038106])
     """
     return _moments(a, window, min_count, axis, _ZSCORE, _check_ddof(ddof))
 

@@ -49,7 +49,7 @@ def rolling_zscore(
     --------
     >>> da = xr.DataArray([[1.0, 2.0, 1.0, 2.0, 9.0]], dims=("device", "time"))
     >>> rolling_zscore(da, window=4).round(2).values
-    array([[  nan,   nan,   nan,   nan, 12.12]])
+    array([[  nan,   nan,   nan,   nan, 12.99]])
     """
     if isinstance(obj, xr.Dataset):
         out = xr.Dataset(

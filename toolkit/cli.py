@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from . import __version__
@@ -49,6 +50,11 @@ def _demo(args) -> int:
             result = run_demo(devices=args.devices, days=args.days, freq=args.freq,
                               window=args.window, threshold=args.threshold,
                               seed=args.seed, out=args.out, client=client)
+        except KeyboardInterrupt:
+            # The user asked to stop: the scheduler's complaints about work
+            # cancelled under it (it runs in this process) are noise now.
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)
+            raise
         finally:
             client.close()
     print(format_summary(result.summary))

@@ -142,8 +142,8 @@ def evaluate_events(
     >>> truth = pd.DataFrame({"device": ["a"], "metric": ["t"], "kind": ["spike"],
     ...                       "start": [t], "end": [t]})
     >>> found = pd.DataFrame({"device": ["a", "a"], "metric": ["t", "t"],
-    ...                       "start": [t, t + pd.Timedelta("1d")],
-    ...                       "end": [t, t + pd.Timedelta("1d")]})
+    ...                       "start": [t, t + pd.Timedelta("1D")],
+    ...                       "end": [t, t + pd.Timedelta("1D")]})
     >>> summary, _ = evaluate_events(found, truth)
     >>> summary[["injected", "found", "detections", "precision"]].loc["all"].tolist()
     [1.0, 1.0, 2.0, 0.5]

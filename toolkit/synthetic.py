@@ -345,7 +345,7 @@ def write_csv(ds: xr.Dataset, path: str | Path, *, jitter: str | None = None,
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     path = write_csv(fleet.dataset, pathlib.Path(tmp) / "fleet.csv")
     ...     print(path.read_text().splitlines()[1])
-    dev-0000,2026-01-05T00:00:00.000Z,battery_voltage,3.88...
+    dev-0000,2026-01-05T00:00:00.000Z,battery_voltage,3.877...
     """
     path = Path(path)
     samples = to_samples(ds, jitter=jitter, seed=seed)
