@@ -71,10 +71,12 @@ def speed_table(x, repeat):
             "pandas": lambda: pandas_rolling(x, "std"),
         },
         "rolling min": {
-            "numbagg": None, "bottleneck": lambda: bn.move_min(x, WINDOW),
+            "toolkit": lambda: kernels.move_min(x, WINDOW),
+            "bottleneck": lambda: bn.move_min(x, WINDOW),
             "pandas": lambda: pandas_rolling(x, "min"),
         },
         "rolling max": {
+            "toolkit": lambda: kernels.move_max(x, WINDOW),
             "bottleneck": lambda: bn.move_max(x, WINDOW),
             "pandas": lambda: pandas_rolling(x, "max"),
         },
@@ -87,7 +89,7 @@ def speed_table(x, repeat):
               + f"{'toolkit / fastest peer':>24}")
     lines = [header, "-" * len(header)]
     for name, impls in rows.items():
-        t = {k: best_of(f, repeat) for k, f in impls.items() if f is not None}
+        t = {k: best_of(f, repeat) for k, f in impls.items()}
         fastest = min(v for k, v in t.items() if k != "toolkit")
         cells = "".join(f"{t[p]:>13.3f}" if p in t else f"{'-':>13}" for p in peers)
         if "toolkit" in t:
@@ -131,7 +133,8 @@ COMPILE_SNIPPET = textwrap.dedent("""
     for dtype in (np.float32, np.float64):
         x = np.ones((2, 100), dtype=dtype)
         for f in (kernels.move_sum, kernels.move_mean, kernels.move_var,
-                  kernels.move_std, kernels.move_zscore):
+                  kernels.move_std, kernels.move_zscore, kernels.move_min,
+                  kernels.move_max, kernels.move_count):
             f(x, 10)
     t2 = time.perf_counter()
     print(f"{t1 - t0:.3f} {t2 - t1:.3f}")

@@ -12,6 +12,16 @@ Examples
 array([nan, 1.5, 2.5, 3.5])
 """
 
-from .rolling import move_mean, move_std, move_sum, move_var, move_zscore
+from .rolling import (
+    move_count,
+    move_max,
+    move_mean,
+    move_min,
+    move_std,
+    move_sum,
+    move_var,
+    move_zscore,
+)
 
-__all__ = ["move_mean", "move_std", "move_sum", "move_var", "move_zscore"]
+__all__ = ["move_count", "move_max", "move_mean", "move_min", "move_std", "move_sum",
+           "move_var", "move_zscore"]

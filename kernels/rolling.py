@@ -1,4 +1,6 @@
-"""Trailing-window statistics by sample count: sum, mean, var, std, z-score.
+"""Trailing-window statistics by sample count.
+
+sum, mean, var, std, z-score, min, max and count.
 
 Distribution kind over chunks of the time axis: **window** -- a result at
 sample ``t`` needs the samples ``t - window + 1 .. t`` (the z-score also
@@ -134,6 +136,107 @@ def _move_moments(a, window, min_count, ddof, stat, out):
                                        ddof, n_pos, n_neg,
                                        last_change <= i - window + 1 or run == n,
                                        last_valid)
+
+
+@njit(**JIT_OPTIONS)
+def _move_extreme(a, window, min_count, is_max, out):
+    # Monotone deque of indices, kept in a ring of `window` slots: the values
+    # at the queued indices decrease (max) or increase (min) from front to
+    # back, so the front is the window's extreme. Each index enters and leaves
+    # once: O(n) whatever the window. NaN never enters.
+    queue = np.empty(window, dtype=np.int64)
+    for r in range(a.shape[0]):
+        x = a[r]
+        front = 0
+        size = 0
+        count = 0
+        for i in range(x.shape[0]):
+            # the sample leaving goes first, so the ring never holds more
+            # than `window` indices
+            if i >= window:
+                if x[i - window] == x[i - window]:
+                    count -= 1
+                if size > 0 and queue[front] == i - window:
+                    front = (front + 1) % window
+                    size -= 1
+            v = x[i]
+            if v == v:
+                count += 1
+                while size > 0:
+                    back = x[queue[(front + size - 1) % window]]
+                    if (back <= v) if is_max else (back >= v):
+                        size -= 1
+                    else:
+                        break
+                queue[(front + size) % window] = i
+                size += 1
+            out[r, i] = x[queue[front]] if count >= min_count else np.nan
+
+
+@njit(**JIT_OPTIONS)
+def _move_count(a, window, out):
+    for r in range(a.shape[0]):
+        x = a[r]
+        count = 0
+        for i in range(x.shape[0]):
+            if x[i] == x[i]:
+                count += 1
+            if i >= window and x[i - window] == x[i - window]:
+                count -= 1
+            out[r, i] = count
+
+
+def move_min(a, window: int, min_count: int | None = None, axis: int = -1):
+    """Minimum over a trailing window of ``window`` samples, ignoring NaN.
+
+    O(n) whatever the window (a monotone deque). Parameters and result as in
+    :func:`move_sum`.
+
+    Examples
+    --------
+    >>> move_min([3.0, 1.0, np.nan, 4.0, 2.0], window=2, min_count=1)
+    array([3., 1., 1., 4., 2.])
+    """
+    return _extreme(a, window, min_count, axis, False)
+
+
+def move_max(a, window: int, min_count: int | None = None, axis: int = -1):
+    """Maximum over a trailing window of ``window`` samples, ignoring NaN.
+
+    O(n) whatever the window (a monotone deque). Parameters and result as in
+    :func:`move_sum`.
+
+    Examples
+    --------
+    >>> move_max([3.0, 1.0, np.nan, 4.0, 2.0], window=3)
+    array([nan, nan, nan, nan, nan])
+    >>> move_max([3.0, 1.0, np.nan, 4.0, 2.0], window=3, min_count=2)
+    array([nan, 3., 3., 4., 4.])
+    """
+    return _extreme(a, window, min_count, axis, True)
+
+
+def move_count(a, window: int, axis: int = -1):
+    """Number of valid (non-NaN) samples in a trailing window of ``window`` samples.
+
+    The result has the float dtype of ``a``, so that it lines up with the
+    other moving statistics.
+
+    Examples
+    --------
+    >>> move_count([1.0, np.nan, 3.0, 4.0], window=2)
+    array([1., 1., 1., 2.])
+    """
+    arr = as_float_array(a)
+    window, _ = check_window(window, None)
+    return apply_last_axis(_move_count, arr, axis, np.int64(window))
+
+
+def _extreme(a, window, min_count, axis, is_max):
+    arr = as_float_array(a)
+    window, min_count = check_window(window, min_count)
+    return apply_last_axis(_move_extreme, arr, axis, np.int64(window),
+                           np.int64(min_count), is_max)
 
 
 def _moments(a, window, min_count, axis, stat, ddof=0):

@@ -15,6 +15,8 @@ STATS = {
     "mean": (kernels.move_mean, lambda v, ddof: v.mean()),
     "var": (kernels.move_var, lambda v, ddof: v.var(ddof=ddof)),
     "std": (kernels.move_std, lambda v, ddof: v.std(ddof=ddof)),
+    "min": (kernels.move_min, lambda v, ddof: v.min()),
+    "max": (kernels.move_max, lambda v, ddof: v.max()),
 }
 
 
@@ -43,7 +45,10 @@ def slow_zscore(x, window, min_count, ddof=1):
             if (v == v[0]).all():  # documented: exact 0 spread, inf or nan
                 out[i] = (x[i] - v[0]) / np.float64(0.0)
             else:
-                out[i] = (x[i] - v.mean()) / v.std(ddof=ddof)
+                # shifted by a sample of the window (exact for nearby values),
+                # so that the reference keeps its digits on 1e6 + small noise
+                c = v - v[0]
+                out[i] = ((x[i] - v[0]) - c.mean()) / c.std(ddof=ddof)
     return out
 
 
@@ -75,6 +80,8 @@ def tolerance(x, stat):
     finite = np.abs(x[np.isfinite(x)])
     big = float(finite.max()) if finite.size else 1.0
     eps = np.finfo(x.dtype).eps
+    if stat in ("min", "max"):  # picks a value: exact
+        return {"rtol": 0, "atol": 0}
     if stat in ("var", "std"):
         spread = float(np.ptp(x[np.isfinite(x)])) if finite.size else 1.0
         # Welford keeps the error near eps * |x| * spread, never eps * x**2
@@ -189,3 +196,31 @@ def test_rejects_non_numeric_input():
 def test_integers_become_float64():
     np.testing.assert_array_equal(kernels.move_sum(np.arange(4), 2),
                                   [np.nan, 1.0, 3.0, 5.0])
+
+
+@pytest.mark.parametrize("stat", ["min", "max"])
+@pytest.mark.parametrize("window", [1, 2, 7, 60, 3000])
+def test_extremes_against_bottleneck(stat, window):
+    bn = pytest.importorskip("bottleneck")
+    rng = np.random.default_rng(window)
+    x = rng.standard_normal((4, 2500))
+    x[0, 100:400] = np.nan
+    x[1, ::3] = np.nan
+    x[2, 50:900] = 1.5  # ties: the deque must keep the newest of equal values
+    x[3] = np.sort(x[3])  # monotone: the deque's worst case
+    got = STATS[stat][0](x, window, min_count=1)
+    # bottleneck refuses a window longer than the series; a trailing window
+    # that long covers the same samples as one of the series' length
+    expected = getattr(bn, f"move_{stat}")(x, min(window, x.shape[-1]), min_count=1)
+    np.testing.assert_array_equal(got, expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(x=series(), data=st.data())
+def test_count_matches_slow_loop(x, data):
+    window = data.draw(st.integers(1, len(x) + 3), label="window")
+    got = kernels.move_count(x, window)
+    expected = [np.count_nonzero(~np.isnan(x[max(0, i - window + 1): i + 1]))
+                for i in range(len(x))]
+    np.testing.assert_array_equal(got, expected)
+    assert got.dtype == x.dtype
