@@ -67,6 +67,7 @@ def _move_moments(a, window, min_count, ddof, stat, out):
         last_change = 0
         run = 0
         last_valid = np.nan
+        rebuild_in = 0  # steps until the next rebuild (an integer % is slow)
         for i in range(x.shape[0]):
             v = x[i]
             if stat == _ZSCORE:
@@ -78,14 +79,17 @@ def _move_moments(a, window, min_count, ddof, stat, out):
                 else:
                     std = _statistic(_STD, n, n_pos + n_neg, s1, s2, k, min_count,
                                      ddof, n_pos, n_neg, False, last_valid)
-                    out[r, i] = (v - (k + s1 / n)) / std
+                    # (v - k) first: forming the mean k + s1/n near a large
+                    # offset would round away the digits of a small deviation
+                    out[r, i] = ((v - k) - s1 / n) / std
             if v == v:
                 if v != last_valid:
                     last_change = i
                     run = 0
                 run += 1
                 last_valid = v
-            if i % window == 0:
+            if rebuild_in == 0:
+                rebuild_in = window
                 k = k + s1 / n if n > 0 else np.nan
                 n = 0
                 s1 = 0.0
@@ -131,6 +135,7 @@ def _move_moments(a, window, min_count, ddof, stat, out):
                         if n == 0:
                             s1 = 0.0
                             s2 = 0.0
+            rebuild_in -= 1
             if stat != _ZSCORE:
                 out[r, i] = _statistic(stat, n, n_pos + n_neg, s1, s2, k, min_count,
                                        ddof, n_pos, n_neg,
@@ -157,18 +162,26 @@ def _move_extreme(a, window, min_count, is_max, out):
                 if x[i - window] == x[i - window]:
                     count -= 1
                 if size > 0 and queue[front] == i - window:
-                    front = (front + 1) % window
+                    front = front + 1 if front + 1 < window else 0
                     size -= 1
             v = x[i]
             if v == v:
                 count += 1
+                # slot of the newest index; the ring wraps without an integer %
+                back = front + size - 1
+                if back >= window:
+                    back -= window
                 while size > 0:
-                    back = x[queue[(front + size - 1) % window]]
-                    if (back <= v) if is_max else (back >= v):
+                    b = x[queue[back]]
+                    if (b <= v) if is_max else (b >= v):
                         size -= 1
+                        back = back - 1 if back > 0 else window - 1
                     else:
                         break
-                queue[(front + size) % window] = i
+                slot = front + size
+                if slot >= window:
+                    slot -= window
+                queue[slot] = i
                 size += 1
             out[r, i] = x[queue[front]] if count >= min_count else np.nan
 

@@ -8,8 +8,15 @@ from pathlib import Path
 
 import dask
 import pytest
+from hypothesis import settings
 
 REAL_DATA_ENV = "TOOLKIT_REAL_DATA"
+
+# CI replays the same examples on every run (a red CI is then reproducible);
+# local runs draw new ones, which is how new failures are found.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

@@ -224,3 +224,11 @@ def test_count_matches_slow_loop(x, data):
                 for i in range(len(x))]
     np.testing.assert_array_equal(got, expected)
     assert got.dtype == x.dtype
+
+
+def test_zscore_keeps_small_deviations_near_a_large_offset():
+    # found by hypothesis: [a, v x 8] has z(v) = 1/3 exactly; forming the
+    # window mean near 1e6 first rounded it to 0.3333332
+    a, v = 999999.98821436, 999999.989184
+    x = np.array([1e6] * 20 + [a] + [v] * 9)
+    assert kernels.move_zscore(x, 9, 2)[-1] == pytest.approx(1 / 3, rel=1e-12)

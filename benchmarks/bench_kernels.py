@@ -3,8 +3,8 @@
 Same data, same process, single thread; each time is the minimum of several
 repetitions (page faults swing single timings by 2x on these machines).
 
-    python benchmarks/kernels.py            # the size: (200, 500_000)
-    python benchmarks/kernels.py --quick    # (50, 100_000), for a smoke run
+    python benchmarks/bench_kernels.py            # the size: (200, 500_000)
+    python benchmarks/bench_kernels.py --quick    # (50, 100_000), for a smoke run
 
 Prints three tables: speed (seconds and ratios to the fastest peer),
 accuracy of the rolling std on pressure-like data, and compilation costs.
@@ -54,19 +54,19 @@ def speed_table(x, repeat):
     rows = {
         "rolling mean": {
             "toolkit": lambda: kernels.move_mean(x, WINDOW),
-            "numbagg": lambda: numbagg.move_mean(x, WINDOW),
+            "numbagg": lambda: numbagg.move_mean(x, window=WINDOW),
             "bottleneck": lambda: bn.move_mean(x, WINDOW),
             "pandas": lambda: pandas_rolling(x, "mean"),
         },
         "rolling sum": {
             "toolkit": lambda: kernels.move_sum(x, WINDOW),
-            "numbagg": lambda: numbagg.move_sum(x, WINDOW),
+            "numbagg": lambda: numbagg.move_sum(x, window=WINDOW),
             "bottleneck": lambda: bn.move_sum(x, WINDOW),
             "pandas": lambda: pandas_rolling(x, "sum"),
         },
         "rolling std": {
             "toolkit": lambda: kernels.move_std(x, WINDOW),
-            "numbagg": lambda: numbagg.move_std(x, WINDOW),
+            "numbagg": lambda: numbagg.move_std(x, window=WINDOW),
             "bottleneck": lambda: bn.move_std(x, WINDOW, ddof=1),
             "pandas": lambda: pandas_rolling(x, "std"),
         },
@@ -113,7 +113,7 @@ def accuracy_table():
     exact[WINDOW - 1:] = windows.std(axis=1, ddof=1)
     got = {
         "toolkit": kernels.move_std(x, WINDOW),
-        "numbagg": numbagg.move_std(x, WINDOW),
+        "numbagg": numbagg.move_std(x, window=WINDOW),
         "bottleneck": bn.move_std(x, WINDOW, ddof=1),
         "pandas": pd.Series(x).rolling(WINDOW).std().to_numpy(),
     }
