@@ -86,7 +86,7 @@ def speed_table(x, repeat):
     }
     peers = ["numbagg", "bottleneck", "pandas"]
     header = (f"{'operation':<16}{'toolkit s':>10}" + "".join(f"{p + ' s':>13}" for p in peers)
-              + f"{'toolkit / fastest peer':>24}")
+              + f"  {'toolkit vs fastest peer':<30}")
     lines = [header, "-" * len(header)]
     for name, impls in rows.items():
         t = {k: best_of(f, repeat) for k, f in impls.items()}
@@ -97,7 +97,7 @@ def speed_table(x, repeat):
             own = f"{t['toolkit']:>10.3f}"
         else:
             ratio, own = "not implemented", f"{'-':>10}"
-        lines.append(f"{name:<16}{own}{cells}{ratio:>24}")
+        lines.append(f"{name:<16}{own}{cells}  {ratio:<30}")
     return "\n".join(lines)
 
 

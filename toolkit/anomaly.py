@@ -13,8 +13,16 @@ import xarray as xr
 import kernels
 
 from .errors import ChunkingError
-from .model import FLAG_ATTRS, FLAG_MISSING, FLAG_NOT_EVALUATED, FLAG_PASS, \
-    FLAG_SUSPECT, TIME, metric_names, with_history
+from .model import (
+    FLAG_ATTRS,
+    FLAG_MISSING,
+    FLAG_NOT_EVALUATED,
+    FLAG_PASS,
+    FLAG_SUSPECT,
+    TIME,
+    metric_names,
+    with_history,
+)
 
 
 def rolling_zscore(

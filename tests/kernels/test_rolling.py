@@ -84,7 +84,7 @@ def tolerance(x, stat):
         return {"rtol": 0, "atol": 0}
     if stat in ("var", "std"):
         spread = float(np.ptp(x[np.isfinite(x)])) if finite.size else 1.0
-        # Welford keeps the error near eps * |x| * spread, never eps * x**2
+        # shifted sums keep the error near eps * |x| * spread, never eps * x**2
         return {"rtol": 100 * eps, "atol": 1e4 * np.finfo(float).eps * big * (spread + 1)
                 + (1e-6 * spread**2 if x.dtype == np.float32 else 0)}
     return {"rtol": 100 * eps, "atol": 100 * np.finfo(float).eps * big * len(x)}
