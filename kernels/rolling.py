@@ -45,6 +45,29 @@ def _statistic(stat, n, n_inf, s1, s2, k, min_count, ddof, pos_inf, neg_inf,
     return np.sqrt(var) if stat == _STD else var
 
 
+@njit(inline="always")
+def _update(u, sign, k, n, s1, s2, n_pos, n_neg):
+    """Add (sign 1) or remove (sign -1) one sample to or from the shifted sums.
+
+    The first finite sample sets the shift k when there is none yet.
+    """
+    if u == np.inf:
+        n_pos += sign
+    elif u == -np.inf:
+        n_neg += sign
+    elif u == u:
+        if k != k:
+            k = u
+        d = u - k
+        n += sign
+        s1 += sign * d
+        s2 += sign * (d * d)
+        if n == 0:  # an empty window forgets its rounding residue
+            s1 = 0.0
+            s2 = 0.0
+    return k, n, s1, s2, n_pos, n_neg
+
+
 @njit(**JIT_OPTIONS)
 def _move_moments(a, window, min_count, ddof, stat, out):
     for r in range(a.shape[0]):
@@ -97,44 +120,13 @@ def _move_moments(a, window, min_count, ddof, stat, out):
                 n_pos = 0
                 n_neg = 0
                 for j in range(max(0, i - window + 1), i + 1):
-                    u = x[j]
-                    if u == np.inf:
-                        n_pos += 1
-                    elif u == -np.inf:
-                        n_neg += 1
-                    elif u == u:
-                        if k != k:
-                            k = u
-                        d = u - k
-                        n += 1
-                        s1 += d
-                        s2 += d * d
+                    k, n, s1, s2, n_pos, n_neg = _update(x[j], 1, k, n, s1, s2,
+                                                         n_pos, n_neg)
             else:
-                if v == np.inf:
-                    n_pos += 1
-                elif v == -np.inf:
-                    n_neg += 1
-                elif v == v:
-                    if k != k:
-                        k = v
-                    d = v - k
-                    n += 1
-                    s1 += d
-                    s2 += d * d
+                k, n, s1, s2, n_pos, n_neg = _update(v, 1, k, n, s1, s2, n_pos, n_neg)
                 if i >= window:
-                    u = x[i - window]
-                    if u == np.inf:
-                        n_pos -= 1
-                    elif u == -np.inf:
-                        n_neg -= 1
-                    elif u == u:
-                        d = u - k
-                        n -= 1
-                        s1 -= d
-                        s2 -= d * d
-                        if n == 0:
-                            s1 = 0.0
-                            s2 = 0.0
+                    k, n, s1, s2, n_pos, n_neg = _update(x[i - window], -1, k, n, s1,
+                                                         s2, n_pos, n_neg)
             rebuild_in -= 1
             if stat != _ZSCORE:
                 out[r, i] = _statistic(stat, n, n_pos + n_neg, s1, s2, k, min_count,
