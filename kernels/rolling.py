@@ -18,6 +18,12 @@ from ._wrap import JIT_OPTIONS, apply_last_axis, as_float_array, check_window
 # statistic codes of _move_moments
 _SUM, _MEAN, _VAR, _STD, _ZSCORE = 0, 1, 2, 3, 4
 
+# The shifted sums are rebuilt from the window's values every
+# max(window, _REBUILD_EVERY) samples. Rebuilding costs `window` additions, so
+# rebuilding every `window` samples doubled the work; between rebuilds the
+# rounding of adding and removing grows only like sqrt(steps) * eps.
+_REBUILD_EVERY = 1024
+
 
 @njit(inline="always")
 def _statistic(stat, n, n_inf, s1, s2, k, min_count, ddof, pos_inf, neg_inf,
@@ -74,9 +80,10 @@ def _move_moments(a, window, min_count, ddof, stat, out):
         x = a[r]
         # Sums of (x - k) and (x - k)**2 over the window, shifted by k, a
         # recent window mean: 1e5 + noise keeps its digits because x - k is
-        # small (and exact when x and k are close). Every `window` samples
-        # the sums are rebuilt from the window's values around a fresh k, so
-        # rounding from adding and removing never accumulates for long.
+        # small (and exact when x and k are close). Now and then the sums are
+        # rebuilt from the window's values around a fresh k, so rounding from
+        # adding and removing never accumulates for long.
+        every = max(window, _REBUILD_EVERY)
         n = 0
         s1 = 0.0
         s2 = 0.0
@@ -112,7 +119,7 @@ def _move_moments(a, window, min_count, ddof, stat, out):
                 run += 1
                 last_valid = v
             if rebuild_in == 0:
-                rebuild_in = window
+                rebuild_in = every
                 k = k + s1 / n if n > 0 else np.nan
                 n = 0
                 s1 = 0.0
