@@ -20,6 +20,7 @@ from .model import (
     FLAG_PASS,
     FLAG_SUSPECT,
     TIME,
+    check_fleet,
     metric_names,
     with_history,
 )
@@ -60,6 +61,7 @@ def rolling_zscore(
     array([[  nan,   nan,   nan,   nan, 12.99]])
     """
     if isinstance(obj, xr.Dataset):
+        check_fleet(obj, dim)
         out = xr.Dataset(
             {name: rolling_zscore(obj[name], window, min_count=min_count, dim=dim)
              for name in metric_names(obj, dim)},

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,6 @@ import xarray as xr
 
 from .model import DEVICE, TIME
 
-AnomalyKind = Literal["spike", "level_shift", "stuck", "drift", "gap"]
 ANOMALY_KINDS: tuple[str, ...] = ("spike", "level_shift", "stuck", "drift", "gap")
 
 

@@ -9,7 +9,7 @@ import xarray as xr
 from dask.utils import key_split
 
 from tests.conftest import raise_if_dask_computes
-from toolkit import ChunkingError, make_fleet, rolling_zscore, zscore_flags
+from toolkit import ChunkingError, DataModelError, make_fleet, rolling_zscore, zscore_flags
 from toolkit.model import FLAG_MISSING, FLAG_NOT_EVALUATED, FLAG_PASS, FLAG_SUSPECT
 
 
@@ -76,6 +76,12 @@ def test_flags_codes():
     assert flags.values[0, 3] == FLAG_PASS
     with pytest.raises(ValueError, match="threshold"):
         zscore_flags(z, -1.0)
+
+
+def test_a_dataset_without_metrics_is_a_clear_error():
+    ds = xr.Dataset({"label": (("device", "time"), np.zeros((1, 3), dtype=np.int8))})
+    with pytest.raises(DataModelError, match="no float variable along 'time'"):
+        rolling_zscore(ds, 2)
 
 
 def test_integer_variables_are_left_out():
