@@ -26,9 +26,10 @@ _REBUILD_EVERY = 1024
 
 
 @njit(inline="always")
-def _statistic(stat, n, n_inf, s1, s2, k, min_count, ddof, pos_inf, neg_inf,
-               constant, last_valid):
+def _statistic(stat, n, s1, s2, k, min_count, ddof, pos_inf, neg_inf, constant,
+               last_valid):
     """One statistic of a window from its shifted sums (see _move_moments)."""
+    n_inf = pos_inf + neg_inf
     count = n + n_inf
     if count < min_count:
         return np.nan
@@ -107,7 +108,7 @@ def _move_moments(a, window, min_count, ddof, stat, out):
                 if constant and n_pos + n_neg == 0 and n >= min_count:
                     out[r, i] = (v - last_valid) / 0.0 if n > ddof else np.nan
                 else:
-                    std = _statistic(_STD, n, n_pos + n_neg, s1, s2, k, min_count,
+                    std = _statistic(_STD, n, s1, s2, k, min_count,
                                      ddof, n_pos, n_neg, False, last_valid)
                     # (v - k) first: forming the mean k + s1/n near a large
                     # offset would round away the digits of a small deviation
@@ -136,7 +137,7 @@ def _move_moments(a, window, min_count, ddof, stat, out):
                                                          s2, n_pos, n_neg)
             rebuild_in -= 1
             if stat != _ZSCORE:
-                out[r, i] = _statistic(stat, n, n_pos + n_neg, s1, s2, k, min_count,
+                out[r, i] = _statistic(stat, n, s1, s2, k, min_count,
                                        ddof, n_pos, n_neg,
                                        last_change <= i - window + 1 or run == n,
                                        last_valid)

@@ -12,7 +12,6 @@ import xarray as xr
 
 import kernels
 
-from .errors import ChunkingError
 from .model import (
     FLAG_ATTRS,
     FLAG_MISSING,
@@ -21,6 +20,7 @@ from .model import (
     FLAG_SUSPECT,
     TIME,
     check_fleet,
+    check_single_chunk,
     metric_names,
     with_history,
 )
@@ -69,7 +69,7 @@ def rolling_zscore(
         )
         return with_history(out, f"rolling_zscore(window={window}, "
                                  f"min_count={min_count}, dim={dim!r})")
-    _check_single_chunk(obj, dim, "rolling_zscore")
+    check_single_chunk(obj, dim, "rolling_zscore")
 
     def block(values):
         return kernels.move_zscore(values, window, min_count, axis=-1)
@@ -137,15 +137,3 @@ def task_named(func, name: str):
 
 def _float_dtype(da: xr.DataArray):
     return da.dtype if da.dtype.kind == "f" else np.dtype(np.float64)
-
-
-def _check_single_chunk(da: xr.DataArray, dim: str, what: str) -> None:
-    if dim not in da.dims:
-        raise ChunkingError(f"{what}: {da.name!r} has no dimension {dim!r} "
-                            f"(its dims are {da.dims})")
-    if da.chunks is not None and len(da.chunksizes[dim]) > 1:
-        raise ChunkingError(
-            f"{what} needs the whole {dim!r} axis in one chunk, but "
-            f"{da.name!r} has {len(da.chunksizes[dim])} chunks along it; "
-            f"rechunk with .chunk({{{dim!r}: -1}}) and chunk along 'device' instead"
-        )

@@ -6,14 +6,13 @@ on the current client. Only :func:`connect` starts one, when asked.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import threading
 
 from distributed import Client
 
 from .errors import ClusterConnectionError
+from .progress import sigint_handler
 
 SCHEDULER_ENV = "TOOLKIT_SCHEDULER"
 
@@ -82,24 +81,10 @@ def connect(address: str | None = None, *, timeout: float = 10, **cluster_kwargs
     options.update(cluster_kwargs)
     # A Client given cluster options starts the LocalCluster itself and owns
     # it, so closing the client also shuts the cluster and its workers down.
-    with _children_ignore_sigint():
+    # Ctrl-C in a terminal signals the whole process group. Worker processes
+    # started while SIGINT is ignored keep ignoring it (an ignored signal
+    # stays ignored in a newly spawned interpreter), so they keep running
+    # while the interrupted program closes the cluster in order instead of
+    # each dying with a traceback.
+    with sigint_handler(signal.SIG_IGN):
         return Client(timeout=timeout, **options)
-
-
-@contextlib.contextmanager
-def _children_ignore_sigint():
-    """Start worker processes with SIGINT ignored (the parent's is restored).
-
-    Ctrl-C in a terminal signals the whole process group. Workers that ignore
-    it keep running while the interrupted program closes the cluster in
-    order, instead of each dying with a traceback. An ignored signal stays
-    ignored across the spawn of a new interpreter.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)

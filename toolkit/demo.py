@@ -75,11 +75,8 @@ def run_demo(
         min_count = max(2, window * 3 // 4)  # tolerate a few dropouts per window
         scores = rolling_zscore(ds, window, min_count=min_count)
         flags = zscore_flags(scores, threshold, values=ds)
-        result = xr.merge(
-            [scores.rename({m: f"{m}_zscore" for m in scores.data_vars}),
-             flags.rename({m: f"{m}_flag" for m in flags.data_vars})],
-            combine_attrs="override",
-        )
+        result = xr.merge([_suffixed(scores, "_zscore"), _suffixed(flags, "_flag")],
+                          combine_attrs="override")
         store = out / STORE
         echo(f"scoring (rolling z-score, window {window}, |z| > {threshold}) "
              f"and writing {store}")
@@ -89,12 +86,8 @@ def run_demo(
                                        zarr_format=2, consolidated=True))
 
         written = xr.open_zarr(store)
-        names = list(scores.data_vars)
-        events = flags_to_events(
-            written[[f"{m}_flag" for m in names]].rename({f"{m}_flag": m for m in names}),
-            written[[f"{m}_zscore" for m in names]].rename({f"{m}_zscore": m for m in names}),
-            kind="zscore",
-        )
+        events = flags_to_events(_unsuffixed(written, "_flag"),
+                                 _unsuffixed(written, "_zscore"), kind="zscore")
         check_interrupted()
         tolerance = 5 * pd.Timedelta(freq)
         summary, matched = evaluate_events(events, fleet.events, tolerance=tolerance)
@@ -105,6 +98,16 @@ def run_demo(
     finally:
         if own_client:
             client.close()
+
+
+def _suffixed(ds: xr.Dataset, suffix: str) -> xr.Dataset:
+    return ds.rename({name: f"{name}{suffix}" for name in ds.data_vars})
+
+
+def _unsuffixed(ds: xr.Dataset, suffix: str) -> xr.Dataset:
+    """The variables named ``<metric><suffix>``, renamed ``<metric>``."""
+    names = [str(n) for n in ds.data_vars if str(n).endswith(suffix)]
+    return ds[names].rename({n: n[: -len(suffix)] for n in names})
 
 
 def format_summary(summary: pd.DataFrame) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .model import DEVICE, EVENT_COLUMNS, FLAG_SUSPECT, TIME
+from .model import DEVICE, EVENT_COLUMNS, FLAG_SUSPECT, TIME, check_single_chunk
 
 
 def flag_runs(flagged: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -89,6 +89,7 @@ def flags_to_events(
     times = flags[TIME].values
     tasks = []
     for name in flags.data_vars:
+        check_single_chunk(flags[name], TIME, "flags_to_events")
         f = flags[name].transpose(DEVICE, TIME)
         f = f.where(f != 9, 0).astype(np.int8)
         s = None if scores is None else scores[name].transpose(DEVICE, TIME)
@@ -103,8 +104,6 @@ def flags_to_events(
         s_blocks = None if s is None else s.data.to_delayed()
         offsets = np.cumsum((0,) + f.chunks[0])
         for i in range(f_blocks.shape[0]):
-            if f_blocks.shape[1] != 1:
-                raise ValueError("flags_to_events needs the time axis in one chunk")
             tasks.append(dask.delayed(_block_events, pure=True)(
                 f_blocks[i, 0], None if s_blocks is None else s_blocks[i, 0],
                 devices[offsets[i]:offsets[i + 1]], times, name, kind, min_flag,

@@ -21,22 +21,32 @@ _INTERRUPTED = threading.Event()
 
 
 @contextlib.contextmanager
-def interruptible():
-    """Make Ctrl-C stop the work in this block reliably (main thread only)."""
+def sigint_handler(handler):
+    """Handle SIGINT with ``handler`` inside the block, then restore the old one.
+
+    Only the main thread may set signal handlers; elsewhere this does nothing.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def on_sigint(signum, frame):
-        _INTERRUPTED.set()
-        raise KeyboardInterrupt
-
-    _INTERRUPTED.clear()
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _on_sigint(signum, frame):
+    _INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interruptible():
+    """Make Ctrl-C stop the work in this block reliably (main thread only)."""
+    _INTERRUPTED.clear()
+    with sigint_handler(_on_sigint):
+        yield
 
 
 def check_interrupted() -> None:

@@ -91,3 +91,13 @@ def test_evaluation_counts():
     # without tolerance the spike detection two minutes late does not count
     strict, _ = evaluate_events(detected, truth)
     assert strict.loc["spike", "found"] == 0
+
+
+def test_time_chunks_are_refused_with_a_clear_error():
+    from toolkit import ChunkingError
+
+    ds = xr.Dataset({"t": (("device", "time"), np.ones((2, 6), dtype=np.int8))},
+                    coords={"device": ["a", "b"],
+                            "time": pd.date_range("2026", periods=6, freq="s")})
+    with pytest.raises(ChunkingError, match="flags_to_events needs the whole 'time'"):
+        flags_to_events(ds.chunk(time=3))
