@@ -52,94 +52,98 @@ def _statistic(stat, n, s1, s2, k, min_count, ddof, pos_inf, neg_inf, constant,
     return np.sqrt(var) if stat == _STD else var
 
 
-@njit(inline="always")
-def _update(u, sign, k, n, s1, s2, n_pos, n_neg):
-    """Add (sign 1) or remove (sign -1) one sample to or from the shifted sums.
-
-    The first finite sample sets the shift k when there is none yet.
-    """
-    if u == np.inf:
-        n_pos += sign
-    elif u == -np.inf:
-        n_neg += sign
-    elif u == u:
-        if k != k:
-            k = u
-        d = u - k
-        n += sign
-        s1 += sign * d
-        s2 += sign * (d * d)
-        if n == 0:  # an empty window forgets its rounding residue
-            s1 = 0.0
-            s2 = 0.0
-    return k, n, s1, s2, n_pos, n_neg
-
-
 @njit(**JIT_OPTIONS)
 def _move_moments(a, window, min_count, ddof, stat, out):
+    every = max(window, _REBUILD_EVERY)
     for r in range(a.shape[0]):
         x = a[r]
-        # Sums of (x - k) and (x - k)**2 over the window, shifted by k, a
-        # recent window mean: 1e5 + noise keeps its digits because x - k is
-        # small (and exact when x and k are close). Now and then the sums are
-        # rebuilt from the window's values around a fresh k, so rounding from
-        # adding and removing never accumulates for long.
-        every = max(window, _REBUILD_EVERY)
+        # Sums of (x - k) and (x - k)**2 over the window, shifted by k (the
+        # first finite sample, later a recent window mean): 1e5 + noise keeps
+        # its digits because x - k is small, and exact when x and k are close.
+        # Every `every` samples the sums are rebuilt from the window's values
+        # around a fresh k, so the rounding of adding and removing never
+        # accumulates for long.
+        k = 0.0
+        for j in range(x.shape[0]):
+            if x[j] - x[j] == 0.0:
+                k = x[j]
+                break
         n = 0
         s1 = 0.0
         s2 = 0.0
-        k = np.nan
         n_pos = 0  # infinities are counted aside, never put into the sums
         n_neg = 0
         # The newest run of equal valid samples starts at last_change and has
-        # run valid samples. When it started before the window, or when all
+        # `run` valid samples. When it started before the window, or when all
         # valid samples of the window belong to it, they all equal last_valid
         # and mean and var are exact.
         last_change = 0
         run = 0
         last_valid = np.nan
-        rebuild_in = 0  # steps until the next rebuild (an integer % is slow)
+        next_rebuild = every
         for i in range(x.shape[0]):
             v = x[i]
             if stat == _ZSCORE:
-                # z[i] compares x[i] with the window before it, x[i-window..i-1],
-                # which is the state left by the previous step
+                # z[i] compares x[i] with the window before it, the state the
+                # previous step left
                 constant = last_change <= i - window or run == n
-                if constant and n_pos + n_neg == 0 and n >= min_count:
-                    out[r, i] = (v - last_valid) / 0.0 if n > ddof else np.nan
+                if n_pos + n_neg or n < min_count or n <= ddof:
+                    out[r, i] = np.nan
+                elif constant:
+                    out[r, i] = (v - last_valid) / 0.0
                 else:
-                    std = _statistic(_STD, n, s1, s2, k, min_count,
-                                     ddof, n_pos, n_neg, False, last_valid)
-                    # (v - k) first: forming the mean k + s1/n near a large
-                    # offset would round away the digits of a small deviation
+                    # (v - k) first: forming the mean near a large offset would
+                    # round away the digits of a small deviation
+                    std = np.sqrt(max(s2 - s1 * s1 / n, 0.0) / (n - ddof))
                     out[r, i] = ((v - k) - s1 / n) / std
+            # the sample entering; v - v == 0 tells a finite v in one test
+            if v - v == 0.0:
+                d = v - k
+                n += 1
+                s1 += d
+                s2 += d * d
+            elif v == v:
+                if v > 0:
+                    n_pos += 1
+                else:
+                    n_neg += 1
             if v == v:
                 if v != last_valid:
                     last_change = i
                     run = 0
                 run += 1
                 last_valid = v
-            if rebuild_in == 0:
-                rebuild_in = every
-                k = k + s1 / n if n > 0 else np.nan
-                n = 0
-                s1 = 0.0
-                s2 = 0.0
-                n_pos = 0
-                n_neg = 0
-                for j in range(max(0, i - window + 1), i + 1):
-                    k, n, s1, s2, n_pos, n_neg = _update(x[j], 1, k, n, s1, s2,
-                                                         n_pos, n_neg)
-            else:
-                k, n, s1, s2, n_pos, n_neg = _update(v, 1, k, n, s1, s2, n_pos, n_neg)
-                if i >= window:
-                    k, n, s1, s2, n_pos, n_neg = _update(x[i - window], -1, k, n, s1,
-                                                         s2, n_pos, n_neg)
-            rebuild_in -= 1
+            # the sample leaving
+            if i >= window:
+                u = x[i - window]
+                if u - u == 0.0:
+                    d = u - k
+                    n -= 1
+                    s1 -= d
+                    s2 -= d * d
+                    if n == 0:  # an empty window forgets its rounding residue
+                        s1 = 0.0
+                        s2 = 0.0
+                elif u == u:
+                    if u > 0:
+                        n_pos -= 1
+                    else:
+                        n_neg -= 1
+            if i == next_rebuild:
+                next_rebuild += every
+                if n > 0:
+                    k = k + s1 / n
+                    s1 = 0.0
+                    s2 = 0.0
+                    for j in range(i - window + 1, i + 1):
+                        u = x[j]
+                        if u - u == 0.0:
+                            d = u - k
+                            s1 += d
+                            s2 += d * d
             if stat != _ZSCORE:
-                out[r, i] = _statistic(stat, n, s1, s2, k, min_count,
-                                       ddof, n_pos, n_neg,
-                                       last_change <= i - window + 1 or run == n,
+                out[r, i] = _statistic(stat, n, s1, s2, k, min_count, ddof, n_pos,
+                                       n_neg, last_change <= i - window + 1 or run == n,
                                        last_valid)
 
 
