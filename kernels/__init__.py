@@ -4,6 +4,11 @@ Every function works along one axis (the time axis, last by default) of an
 N-d float32 or float64 array, treats NaN as missing, and releases the GIL
 while it runs. This package imports numpy and numba only.
 
+Modules by how a kernel is distributed over chunks of the time axis:
+:mod:`kernels.rolling` (window), :mod:`kernels.ewm` (scan, with state),
+:mod:`kernels.fill` (scan and window), :mod:`kernels.qc` (pointwise, window
+and scan quality flags).
+
 Examples
 --------
 >>> import numpy as np
@@ -12,6 +17,9 @@ Examples
 array([nan, 1.5, 2.5, 3.5])
 """
 
+from .ewm import EwmState, ewm_mean, ewm_std, ewm_var
+from .fill import ffill, interpolate
+from .qc import flat_line, gross_range, rate_of_change, spike, time_gaps
 from .rolling import (
     move_count,
     move_max,
@@ -23,5 +31,10 @@ from .rolling import (
     move_zscore,
 )
 
-__all__ = ["move_count", "move_max", "move_mean", "move_min", "move_std", "move_sum",
-           "move_var", "move_zscore"]
+__all__ = [
+    "EwmState", "ewm_mean", "ewm_std", "ewm_var",
+    "ffill", "interpolate",
+    "flat_line", "gross_range", "rate_of_change", "spike", "time_gaps",
+    "move_count", "move_max", "move_mean", "move_min", "move_std", "move_sum",
+    "move_var", "move_zscore",
+]

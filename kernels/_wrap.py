@@ -12,6 +12,7 @@ argument and its value.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable
 
@@ -74,6 +75,79 @@ def check_window(window, min_count, *, min_allowed: int = 1) -> tuple[int, int]:
     return window, min_count
 
 
+def as_series(a: np.ndarray, axis: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """View ``a`` as C-contiguous ``(series, time)`` with ``axis`` as time.
+
+    Returns the 2-D array and the shape of ``a`` with ``axis`` moved last,
+    which :func:`from_series` needs to put a result back.
+    """
+    if a.ndim == 0:
+        raise ValueError("a must have at least one dimension (the time axis)")
+    if not -a.ndim <= axis < a.ndim:
+        raise ValueError(f"axis={axis} is out of range for an array of {a.ndim} dims")
+    moved = np.moveaxis(a, axis, -1)
+    # explicit sizes: reshape(-1, 0) is ambiguous for an empty time axis
+    n_series = math.prod(moved.shape[:-1])
+    return np.ascontiguousarray(moved.reshape(n_series, moved.shape[-1])), moved.shape
+
+
+def from_series(out: np.ndarray, moved_shape: tuple[int, ...], axis: int) -> np.ndarray:
+    """Undo :func:`as_series` for a result of the same ``(series, time)`` shape."""
+    return np.moveaxis(out.reshape(moved_shape), -1, axis)
+
+
+def series_state(state, n_series: int, initial: np.ndarray, name: str) -> np.ndarray:
+    """A per-series state array: a copy of ``state``, or ``initial`` when None.
+
+    ``initial`` has shape ``(n_series, ...)``; ``state`` must hold as many
+    series (in any leading shape).
+    """
+    if state is None:
+        return initial
+    arr = np.array(state, dtype=initial.dtype).reshape((-1,) + initial.shape[1:])
+    if arr.shape[0] != n_series:
+        raise ValueError(f"{name} is for {arr.shape[0]} series, the input has {n_series}")
+    return arr
+
+
+def times_2d(times, shape: tuple[int, int], *, sorted_: bool = True) -> np.ndarray:
+    """Sample times as a C-contiguous ``(1 or series, time)`` int64 array.
+
+    ``times`` are datetime64 (converted to nanoseconds) or integers: one time
+    axis shared by all series, or one per series (``shape`` is the
+    ``(series, time)`` shape of the values).
+    """
+    times = np.asarray(times)
+    if np.issubdtype(times.dtype, np.datetime64):
+        t = times.astype("datetime64[ns]").view(np.int64)
+    elif np.issubdtype(times.dtype, np.integer):
+        t = times.astype(np.int64)
+    else:
+        raise TypeError(f"times must be datetime64 or integers, got dtype {times.dtype}")
+    if t.ndim == 0 or t.shape[-1] != shape[1]:
+        raise ValueError(f"times of shape {times.shape} do not fit {shape[1]} samples "
+                         "along the time axis")
+    t = t.reshape(math.prod(t.shape[:-1]), t.shape[-1])
+    if t.shape[0] not in (1, shape[0]):
+        raise ValueError(f"times hold {t.shape[0]} series, the values {shape[0]}: give "
+                         "one time axis for all series or one per series")
+    if sorted_ and (np.diff(t, axis=-1) < 0).any():
+        raise ValueError("times must be sorted (non-decreasing) along the time axis")
+    return np.ascontiguousarray(t)
+
+
+def duration_ns(value, name: str, times) -> float:
+    """A duration in the units of ``times``: nanoseconds for datetime64 times."""
+    if np.issubdtype(np.asarray(times).dtype, np.datetime64):
+        # (np.timedelta64 is itself a subclass of np.integer)
+        if not isinstance(value, np.timedelta64) and isinstance(
+                value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"with datetime64 times, {name} must be a timedelta64, "
+                            f"got {value!r}")
+        value = np.timedelta64(value).astype("timedelta64[ns]").astype(np.int64)
+    return float(value)
+
+
 def apply_last_axis(
     loop: Callable, a: np.ndarray, axis: int, *params, out_dtype=None
 ) -> np.ndarray:
@@ -83,14 +157,8 @@ def apply_last_axis(
     is not C-contiguous), the output is allocated here, and the result is
     returned with ``axis`` back in its place.
     """
-    if a.ndim == 0:
-        raise ValueError("a must have at least one dimension (the time axis)")
-    if not -a.ndim <= axis < a.ndim:
-        raise ValueError(f"axis={axis} is out of range for an array of {a.ndim} dims")
-    moved = np.moveaxis(a, axis, -1)
-    shape = moved.shape
-    series = np.ascontiguousarray(moved.reshape(-1, shape[-1]))
+    series, shape = as_series(a, axis)
     out = np.empty(series.shape, dtype=out_dtype or a.dtype)
     if series.size:
         loop(series, *params, out)
-    return np.moveaxis(out.reshape(shape), -1, axis)
+    return from_series(out, shape, axis)

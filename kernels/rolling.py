@@ -23,6 +23,9 @@ _SUM, _MEAN, _VAR, _STD, _ZSCORE = 0, 1, 2, 3, 4
 # rebuilding every `window` samples doubled the work; between rebuilds the
 # rounding of adding and removing grows only like sqrt(steps) * eps.
 _REBUILD_EVERY = 1024
+# (window mean - k)**2 / variance above which the sums are rebuilt early: the
+# relative error of the variance grows like eps times this ratio
+_CANCELLATION = 1e6
 
 
 @njit(inline="always")
@@ -129,8 +132,15 @@ def _move_moments(a, window, min_count, ddof, stat, out):
                         n_pos -= 1
                     else:
                         n_neg -= 1
-            if i == next_rebuild:
-                next_rebuild += every
+            constant = last_change <= i - window + 1 or run == n
+            # Rebuild on schedule, or at once when the window mean has moved
+            # more than 1000 standard deviations from k: the variance would
+            # then lose digits to cancellation (s2 and s1**2/n nearly equal).
+            if i == next_rebuild or (
+                stat != _SUM and stat != _MEAN and not constant and n > 1
+                and s1 * s1 > _CANCELLATION * n * (s2 - s1 * s1 / n)
+            ):
+                next_rebuild = i + every
                 if n > 0:
                     k = k + s1 / n
                     s1 = 0.0
@@ -143,8 +153,7 @@ def _move_moments(a, window, min_count, ddof, stat, out):
                             s2 += d * d
             if stat != _ZSCORE:
                 out[r, i] = _statistic(stat, n, s1, s2, k, min_count, ddof, n_pos,
-                                       n_neg, last_change <= i - window + 1 or run == n,
-                                       last_valid)
+                                       n_neg, constant, last_valid)
 
 
 @njit(**JIT_OPTIONS)

@@ -1,0 +1,279 @@
+"""Exponentially weighted mean, variance and standard deviation.
+
+Distribution kind over chunks of the time axis: **scan** -- each result
+depends on the whole past through a few numbers per series (the state). Every
+function takes the state left by the previous piece of a series
+(``state=``) and can return the state it leaves (``return_state=True``), so a
+series processed piece by piece gives exactly the result of the whole.
+
+The recurrences are pandas' (``DataFrame.ewm``, ``adjust``, ``ignore_na`` and
+``min_periods`` included), so the results match pandas to rounding. As in
+pandas, NaN and ±inf are missing: an infinity would poison the weighted mean
+of everything after it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from ._wrap import (
+    JIT_OPTIONS,
+    as_float_array,
+    as_series,
+    duration_ns,
+    from_series,
+    series_state,
+    times_2d,
+)
+
+_MEAN, _VAR, _STD = 0, 1, 2
+
+# columns of EwmState.values
+_M, _COV, _SUM_WT, _SUM_WT2, _OLD_WT, _NOBS = range(6)
+_NO_TIME = np.iinfo(np.int64).min
+
+
+class EwmState(NamedTuple):
+    """What an exponentially weighted statistic carries from one piece to the next.
+
+    ``values`` has shape ``(*series, 6)`` (weighted mean, weighted variance,
+    sum of weights, sum of squared weights, weight of the past, number of
+    observations) and ``last_time`` shape ``series`` (int64 time of the last
+    sample, for time-aware decay). Treat both as opaque.
+    """
+
+    values: np.ndarray
+    last_time: np.ndarray
+
+
+def _initial_state(n_series: int) -> EwmState:
+    values = np.zeros((n_series, 6))
+    values[:, _M] = np.nan  # no observation yet
+    values[:, _SUM_WT] = values[:, _SUM_WT2] = values[:, _OLD_WT] = 1.0
+    return EwmState(values, np.full(n_series, _NO_TIME, dtype=np.int64))
+
+
+@njit(**JIT_OPTIONS)
+def _ewm(a, times, halflife, alpha, adjust, ignore_na, min_count, bias, stat, values,
+         last_time, out):
+    decay = 1.0 - alpha
+    new_wt = 1.0 if adjust else alpha
+    for r in range(a.shape[0]):
+        x = a[r]
+        t = times[r if times.shape[0] > 1 else 0]
+        mean = values[r, _M]
+        cov = values[r, _COV]
+        sum_wt = values[r, _SUM_WT]
+        sum_wt2 = values[r, _SUM_WT2]
+        old_wt = values[r, _OLD_WT]
+        nobs = values[r, _NOBS]
+        t_prev = last_time[r]
+        for i in range(x.shape[0]):
+            v = x[i]
+            # only finite values are observations: an infinity would poison
+            # the weighted mean forever (pandas drops them alike)
+            is_obs = v - v == 0.0
+            nobs += is_obs
+            # with times, the past decays by 0.5 per halflife elapsed since
+            # the previous sample (observed or not), as in pandas
+            if halflife > 0 and t_prev != _NO_TIME:
+                factor = 0.5 ** ((t[i] - t_prev) / halflife)
+            else:
+                factor = decay
+            if halflife > 0:
+                t_prev = t[i]
+            if mean == mean:
+                if is_obs or not ignore_na:
+                    sum_wt *= factor
+                    sum_wt2 *= factor * factor
+                    old_wt *= factor
+                    if is_obs:
+                        old_mean = mean
+                        # pandas' guard: a constant series keeps its exact mean
+                        if mean != v:
+                            mean = (old_wt * old_mean + new_wt * v) / (old_wt + new_wt)
+                        d_old = old_mean - mean
+                        cov = (old_wt * (cov + d_old * d_old)
+                               + new_wt * (v - mean) * (v - mean)) / (old_wt + new_wt)
+                        sum_wt += new_wt
+                        sum_wt2 += new_wt * new_wt
+                        old_wt += new_wt
+                        if not adjust:
+                            sum_wt /= old_wt
+                            sum_wt2 /= old_wt * old_wt
+                            old_wt = 1.0
+            elif is_obs:
+                mean = v
+            if nobs < min_count or mean != mean:
+                out[r, i] = np.nan
+            elif stat == _MEAN:
+                out[r, i] = mean
+            else:
+                if bias:
+                    var = cov
+                else:
+                    # unbiased weighted variance: (sum w)^2 / ((sum w)^2 - sum w^2)
+                    numerator = sum_wt * sum_wt
+                    denominator = numerator - sum_wt2
+                    var = numerator / denominator * cov if denominator > 0 else np.nan
+                out[r, i] = np.sqrt(var) if stat == _STD else var
+        values[r, _M] = mean
+        values[r, _COV] = cov
+        values[r, _SUM_WT] = sum_wt
+        values[r, _SUM_WT2] = sum_wt2
+        values[r, _OLD_WT] = old_wt
+        values[r, _NOBS] = nobs
+        last_time[r] = t_prev
+
+
+def resolve_alpha(com=None, span=None, halflife=None, alpha=None) -> float:
+    """The smoothing factor from exactly one of pandas' four parametrisations.
+
+    Examples
+    --------
+    >>> resolve_alpha(span=9)
+    0.2
+    >>> resolve_alpha(halflife=1)
+    0.5
+    """
+    given = {k: v for k, v in dict(com=com, span=span, halflife=halflife,
+                                   alpha=alpha).items() if v is not None}
+    if len(given) != 1:
+        raise ValueError("give exactly one of com, span, halflife or alpha, got "
+                         f"{given or 'none'}")
+    (name, value), = given.items()
+    value = float(value)
+    if name == "com" and value >= 0:
+        return 1.0 / (1.0 + value)
+    if name == "span" and value >= 1:
+        return 2.0 / (value + 1.0)
+    if name == "halflife" and value > 0:
+        return 1.0 - math.exp(-math.log(2.0) / value)
+    if name == "alpha" and 0 < value <= 1:
+        return value
+    limits = {"com": ">= 0", "span": ">= 1", "halflife": "> 0", "alpha": "in (0, 1]"}
+    raise ValueError(f"{name} must be {limits[name]}, got {name}={value}")
+
+
+def _run(stat, a, com, span, halflife, alpha, times, min_count, adjust, ignore_na,
+         bias, axis, state, return_state):
+    arr = as_float_array(a)
+    series, moved_shape = as_series(arr, axis)
+    lead = moved_shape[:-1]
+    if isinstance(min_count, bool) or int(min_count) != min_count or min_count < 0:
+        raise ValueError(f"min_count must be a whole number >= 0, got {min_count!r}")
+    if times is None:
+        step_halflife = 0.0
+        alpha_value = resolve_alpha(com, span, halflife, alpha)
+        t = np.zeros((1, series.shape[1]), dtype=np.int64)
+    else:
+        if halflife is None or com is not None or span is not None or alpha is not None:
+            raise ValueError("with times, give halflife (a duration) and nothing else")
+        t, step_halflife = _times_as_int(times, halflife, series.shape)
+        alpha_value = 0.5  # unused: the decay follows the elapsed time
+    initial = _initial_state(series.shape[0])
+    state = EwmState(
+        series_state(None if state is None else state.values, series.shape[0],
+                     initial.values, "state"),
+        series_state(None if state is None else state.last_time, series.shape[0],
+                     initial.last_time[:, None], "state")[:, 0].copy(),
+    )
+    out = np.empty(series.shape, dtype=arr.dtype)
+    _ewm(series, t, step_halflife, alpha_value, bool(adjust), bool(ignore_na),
+         float(max(min_count, 1)), bool(bias), stat, state.values, state.last_time, out)
+    result = from_series(out, moved_shape, axis)
+    if return_state:
+        return result, EwmState(state.values.reshape(*lead, 6),
+                                state.last_time.reshape(lead))
+    return result
+
+
+def _times_as_int(times, halflife, shape):
+    t = times_2d(times, shape)
+    halflife = duration_ns(halflife, "halflife", times)
+    if not halflife > 0:
+        raise ValueError(f"halflife must be a positive duration, got {halflife}")
+    return t, halflife
+
+
+def _doc(stat_name):
+    return f"""Exponentially weighted {stat_name} along ``axis``, NaN-aware, as pandas.
+
+    Give exactly one of ``com``, ``span``, ``halflife`` or ``alpha`` (pandas'
+    definitions); or ``times`` (datetime64 or integers, one axis for all
+    series or one per series) with ``halflife`` as a duration, and the weight
+    of the past then halves every ``halflife`` of elapsed time.
+
+    Parameters
+    ----------
+    a : array_like
+        Values; NaN means missing.
+    com, span, halflife, alpha : float, optional
+        The decay, as in :meth:`pandas.DataFrame.ewm`.
+    times : array_like, optional
+        Sample times for a time-aware decay.
+    min_count : int
+        Observations needed (over the whole past) before a result; default 1.
+    adjust, ignore_na : bool
+        As in pandas (defaults True and False).
+    axis : int
+        The time axis.
+    state : EwmState, optional
+        The state returned by the previous piece of the same series.
+    return_state : bool
+        Also return the state to pass to the next piece.
+
+    Returns
+    -------
+    numpy.ndarray, or (numpy.ndarray, EwmState) with ``return_state``
+    """
+
+
+def ewm_mean(a, com=None, span=None, halflife=None, alpha=None, *, times=None,
+             min_count=1, adjust=True, ignore_na=False, axis=-1, state=None,
+             return_state=False):
+    return _run(_MEAN, a, com, span, halflife, alpha, times, min_count, adjust,
+                ignore_na, False, axis, state, return_state)
+
+
+def ewm_var(a, com=None, span=None, halflife=None, alpha=None, *, times=None,
+            min_count=1, adjust=True, ignore_na=False, bias=False, axis=-1, state=None,
+            return_state=False):
+    return _run(_VAR, a, com, span, halflife, alpha, times, min_count, adjust,
+                ignore_na, bias, axis, state, return_state)
+
+
+def ewm_std(a, com=None, span=None, halflife=None, alpha=None, *, times=None,
+            min_count=1, adjust=True, ignore_na=False, bias=False, axis=-1, state=None,
+            return_state=False):
+    return _run(_STD, a, com, span, halflife, alpha, times, min_count, adjust,
+                ignore_na, bias, axis, state, return_state)
+
+
+ewm_mean.__doc__ = _doc("mean") + """
+    Examples
+    --------
+    >>> ewm_mean([1.0, np.nan, 3.0], alpha=0.5)
+    array([1. , 1. , 2.6])
+    >>> first, state = ewm_mean([1.0, np.nan], alpha=0.5, return_state=True)
+    >>> ewm_mean([3.0], alpha=0.5, state=state)
+    array([2.6])
+"""
+ewm_var.__doc__ = _doc("variance") + """
+    ``bias=False`` (default) gives pandas' unbiased weighted variance.
+
+    Examples
+    --------
+    >>> ewm_var([1.0, 2.0, 4.0], span=3)
+    array([nan, 0.5, 2.5])
+"""
+ewm_std.__doc__ = _doc("standard deviation") + """
+    Examples
+    --------
+    >>> ewm_std([1.0, 2.0, 4.0], span=3).round(4)
+    array([   nan, 0.7071, 1.5811])
+"""
