@@ -5,9 +5,10 @@ N-d float32 or float64 array, treats NaN as missing, and releases the GIL
 while it runs. This package imports numpy and numba only.
 
 Modules by how a kernel is distributed over chunks of the time axis:
-:mod:`kernels.rolling` (window), :mod:`kernels.ewm` (scan, with state),
-:mod:`kernels.fill` (scan and window), :mod:`kernels.qc` (pointwise, window
-and scan quality flags).
+:mod:`kernels.rolling` and :mod:`kernels.timewindow` (window),
+:mod:`kernels.ewm` (scan, with state), :mod:`kernels.fill` (scan and window),
+:mod:`kernels.qc` (pointwise, window and scan quality flags),
+:mod:`kernels.binning` (reduce).
 
 Examples
 --------
@@ -17,6 +18,7 @@ Examples
 array([nan, 1.5, 2.5, 3.5])
 """
 
+from .binning import Binned, bin_samples, combine_bins
 from .ewm import EwmState, ewm_mean, ewm_std, ewm_var
 from .fill import ffill, interpolate
 from .qc import flat_line, gross_range, rate_of_change, spike, time_gaps
@@ -30,11 +32,14 @@ from .rolling import (
     move_var,
     move_zscore,
 )
+from .timewindow import time_rolling
 
 __all__ = [
+    "Binned", "bin_samples", "combine_bins",
     "EwmState", "ewm_mean", "ewm_std", "ewm_var",
     "ffill", "interpolate",
     "flat_line", "gross_range", "rate_of_change", "spike", "time_gaps",
     "move_count", "move_max", "move_mean", "move_min", "move_std", "move_sum",
     "move_var", "move_zscore",
+    "time_rolling",
 ]
