@@ -8,7 +8,8 @@ Modules by how a kernel is distributed over chunks of the time axis:
 :mod:`kernels.rolling` and :mod:`kernels.timewindow` (window),
 :mod:`kernels.ewm` (scan, with state), :mod:`kernels.fill` (scan and window),
 :mod:`kernels.qc` (pointwise, window and scan quality flags),
-:mod:`kernels.binning` (reduce).
+:mod:`kernels.binning` (reduce), :mod:`kernels.quantile` (window),
+:mod:`kernels.detect` (detectors), :mod:`kernels.lttb` (downsampling).
 
 Examples
 --------
@@ -19,9 +20,12 @@ array([nan, 1.5, 2.5, 3.5])
 """
 
 from .binning import Binned, bin_samples, combine_bins
+from .detect import cusum, drift, hampel, robust_zscore
 from .ewm import EwmState, ewm_mean, ewm_std, ewm_var
 from .fill import ffill, interpolate
+from .lttb import lttb
 from .qc import flat_line, gross_range, rate_of_change, spike, time_gaps
+from .quantile import move_median, move_quantile
 from .rolling import (
     move_count,
     move_max,
@@ -36,10 +40,12 @@ from .timewindow import time_rolling
 
 __all__ = [
     "Binned", "bin_samples", "combine_bins",
+    "cusum", "drift", "hampel", "robust_zscore",
     "EwmState", "ewm_mean", "ewm_std", "ewm_var",
     "ffill", "interpolate",
+    "lttb",
     "flat_line", "gross_range", "rate_of_change", "spike", "time_gaps",
     "move_count", "move_max", "move_mean", "move_min", "move_std", "move_sum",
-    "move_var", "move_zscore",
+    "move_var", "move_zscore", "move_median", "move_quantile",
     "time_rolling",
 ]

@@ -1,0 +1,194 @@
+"""Rolling median and quantiles by sample count, in O(n log w).
+
+Two indexed heaps hold the valid samples of the window: ``lo`` the smallest
+ones (a max-heap, stored negated as a min-heap) and ``hi`` the rest. ``lo``
+holds exactly ``floor(q * (count - 1)) + 1`` samples, so its top and ``hi``'s
+top are the two order statistics the quantile interpolates between. Each
+window slot knows its heap and position, so the sample leaving the window is
+removed in O(log w), as in bottleneck's double heap.
+
+Distribution kind: **window**, like :mod:`kernels.rolling`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ._wrap import JIT_OPTIONS, apply_last_axis, as_float_array, check_window
+
+_NONE = -1
+
+
+@njit(inline="always")
+def _swap(key, slot, pos, h, i, j):
+    key[h, i], key[h, j] = key[h, j], key[h, i]
+    slot[h, i], slot[h, j] = slot[h, j], slot[h, i]
+    pos[slot[h, i]] = i
+    pos[slot[h, j]] = j
+
+
+@njit(inline="always")
+def _sift_up(key, slot, pos, h, i):
+    while i > 0:
+        parent = (i - 1) >> 1
+        if key[h, i] < key[h, parent]:
+            _swap(key, slot, pos, h, i, parent)
+            i = parent
+        else:
+            break
+
+
+@njit(inline="always")
+def _sift_down(key, slot, pos, size, h, i):
+    while True:
+        child = 2 * i + 1
+        if child >= size[h]:
+            break
+        if child + 1 < size[h] and key[h, child + 1] < key[h, child]:
+            child += 1
+        if key[h, child] < key[h, i]:
+            _swap(key, slot, pos, h, i, child)
+            i = child
+        else:
+            break
+
+
+@njit(inline="always")
+def _push(key, slot, pos, heap_of, size, h, k, s):
+    i = size[h]
+    key[h, i] = k
+    slot[h, i] = s
+    pos[s] = i
+    heap_of[s] = h
+    size[h] += 1
+    _sift_up(key, slot, pos, h, i)
+
+
+@njit(inline="always")
+def _remove(key, slot, pos, heap_of, size, s):
+    h = heap_of[s]
+    i = pos[s]
+    last = size[h] - 1
+    size[h] = last
+    heap_of[s] = _NONE
+    if i != last:
+        key[h, i] = key[h, last]
+        slot[h, i] = slot[h, last]
+        pos[slot[h, i]] = i
+        _sift_up(key, slot, pos, h, i)
+        _sift_down(key, slot, pos, size, h, pos[slot[h, i]])
+
+
+@njit(inline="always")
+def _move_top(key, slot, pos, heap_of, size, src):
+    # the top of heap src changes sides; keys are negated in lo (heap 0)
+    s = slot[src, 0]
+    k = -key[src, 0]
+    _remove(key, slot, pos, heap_of, size, s)
+    _push(key, slot, pos, heap_of, size, 1 - src, k, s)
+
+
+@njit(**JIT_OPTIONS)
+def _move_quantile(a, window, min_count, q, key, slot, pos, heap_of, size, out):
+    for r in range(a.shape[0]):
+        x = a[r]
+        size[0] = 0
+        size[1] = 0
+        heap_of[:] = _NONE
+        count = 0
+        for i in range(x.shape[0]):
+            if i >= window:
+                s = (i - window) % window
+                if heap_of[s] != _NONE:
+                    _remove(key, slot, pos, heap_of, size, s)
+                    count -= 1
+            v = x[i]
+            if v == v:
+                s = i % window
+                if size[0] > 0 and v <= -key[0, 0]:
+                    _push(key, slot, pos, heap_of, size, 0, -v, s)
+                else:
+                    _push(key, slot, pos, heap_of, size, 1, v, s)
+                count += 1
+            if count == 0:
+                out[r, i] = np.nan
+                continue
+            h = q * (count - 1)
+            below = int(math.floor(h))
+            target = below + 1  # samples that belong in lo
+            while size[0] > target:
+                _move_top(key, slot, pos, heap_of, size, 0)
+            while size[0] < target:
+                _move_top(key, slot, pos, heap_of, size, 1)
+            if count < min_count:
+                out[r, i] = np.nan
+                continue
+            low = -key[0, 0]
+            frac = h - below
+            if frac == 0.0 or size[1] == 0:
+                out[r, i] = low
+            else:
+                high = key[1, 0]
+                if high == low:
+                    out[r, i] = low
+                elif frac == 0.5:
+                    out[r, i] = 0.5 * (low + high)  # the median of numpy and bottleneck
+                elif low - low != 0.0 or high - high != 0.0:
+                    # an infinite end dominates (-inf and +inf give nan)
+                    out[r, i] = (1.0 - frac) * low + frac * high
+                else:
+                    out[r, i] = low + frac * (high - low)
+
+
+def move_quantile(a, window: int, q: float, min_count: int | None = None, axis: int = -1):
+    """The ``q`` quantile over a trailing window of ``window`` samples, ignoring NaN.
+
+    Linear interpolation between the two nearest order statistics, as
+    :func:`numpy.quantile` and pandas do; when one of the two is infinite the
+    result is that infinity (NaN between -inf and +inf). O(n log window).
+
+    Parameters
+    ----------
+    a : array_like
+        Values; NaN means missing.
+    window : int
+        Samples in the window.
+    q : float
+        The quantile, in [0, 1].
+    min_count : int, optional
+        Fewest valid samples for a result; default ``window``.
+    axis : int
+        The time axis.
+
+    Examples
+    --------
+    >>> move_quantile([1.0, 5.0, 2.0, 4.0, 3.0], window=3, q=0.25)
+    array([nan, nan, 1.5, 3. , 2.5])
+    """
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q must be between 0 and 1, got q={q!r}")
+    arr = as_float_array(a)
+    window, min_count = check_window(window, min_count)
+    key = np.empty((2, window))
+    slot = np.empty((2, window), dtype=np.int64)
+    pos = np.empty(window, dtype=np.int64)
+    heap_of = np.empty(window, dtype=np.int64)
+    size = np.zeros(2, dtype=np.int64)
+    return apply_last_axis(_move_quantile, arr, axis, np.int64(window), np.int64(min_count),
+                           float(q), key, slot, pos, heap_of, size)
+
+
+def move_median(a, window: int, min_count: int | None = None, axis: int = -1):
+    """Median over a trailing window of ``window`` samples, ignoring NaN.
+
+    :func:`move_quantile` with ``q=0.5``.
+
+    Examples
+    --------
+    >>> move_median([1.0, 5.0, np.nan, 4.0, 3.0], window=3, min_count=1)
+    array([1. , 3. , 3. , 4.5, 3.5])
+    """
+    return move_quantile(a, window, 0.5, min_count, axis)

@@ -1,0 +1,144 @@
+"""Detectors against plain loops (and numpy/scipy-free references)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kernels.detect import MAD_SCALE, cusum, drift, hampel, robust_zscore
+from tests.kernels.test_rolling import series
+
+
+def finite(x):
+    return np.where(np.isinf(x), np.nan, x).astype(np.float64)
+
+
+def slow_robust(x, window, min_count, threshold):
+    z = np.full(len(x), np.nan)
+    f = np.full(len(x), 9, np.int8)
+    for i in range(len(x)):
+        w = x[max(0, i - window): i]
+        w = w[~np.isnan(w)]
+        if np.isnan(x[i]):
+            continue
+        if len(w) < min_count:
+            f[i] = 2
+            continue
+        med = np.median(w)
+        mad = np.median(np.abs(w - med))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z[i] = 0.0 if x[i] == med else (x[i] - med) / (MAD_SCALE * mad)
+        f[i] = 3 if abs(z[i]) > threshold else 1
+    return z, f
+
+
+@settings(max_examples=150, deadline=None)
+@given(x=series(), data=st.data())
+def test_robust_zscore(x, data):
+    x = finite(x)
+    window = data.draw(st.integers(1, len(x) + 2))
+    min_count = data.draw(st.integers(1, window))
+    z, f = robust_zscore(x, window, 4.0, min_count)
+    ez, ef = slow_robust(x, window, min_count, 4.0)
+    np.testing.assert_array_equal(f, ef)
+    np.testing.assert_allclose(z, ez, rtol=1e-9)
+
+
+def slow_hampel(x, half, min_count, threshold):
+    out, f = x.copy(), np.full(len(x), 9, np.int8)
+    for i in range(len(x)):
+        if np.isnan(x[i]):
+            continue
+        w = x[max(0, i - half): i + half + 1]
+        w = w[~np.isnan(w)]
+        if len(w) < min_count:
+            f[i] = 2
+            continue
+        med = np.median(w)
+        mad = np.median(np.abs(w - med))
+        if abs(x[i] - med) > threshold * MAD_SCALE * mad:
+            out[i], f[i] = med, 3
+        else:
+            f[i] = 1
+    return out, f
+
+
+@settings(max_examples=150, deadline=None)
+@given(x=series(), half=st.integers(1, 6))
+def test_hampel(x, half):
+    x = finite(x)
+    got, flag = hampel(x, half, 3.0)
+    expected, eflag = slow_hampel(x, half, half + 1, 3.0)
+    np.testing.assert_array_equal(flag, eflag)
+    np.testing.assert_array_equal(got, expected)
+
+
+def slow_cusum(x, target, scale, slack, limit):
+    hi = lo = 0.0
+    score, flag = np.zeros(len(x)), np.ones(len(x), np.int8)
+    for i, v in enumerate(x):
+        if np.isnan(v):
+            score[i], flag[i] = max(hi, lo), 9
+            continue
+        u = (v - target) / scale
+        hi, lo = max(0.0, hi + u - slack), max(0.0, lo - u - slack)
+        score[i] = max(hi, lo)
+        if hi > limit or lo > limit:
+            flag[i], hi, lo = 3, 0.0, 0.0
+    return score, flag
+
+
+@settings(max_examples=150, deadline=None)
+@given(x=series(), data=st.data())
+def test_cusum_and_pieces(x, data):
+    x = finite(x)
+    target = float(np.nanmean(x)) if np.isfinite(x).any() else 0.0
+    scale = float(np.nanstd(x)) or 1.0 if np.isfinite(x).any() else 1.0
+    expected = slow_cusum(x, target, scale, 0.5, 2.0)
+    score, flag = cusum(x, target, scale, limit=2.0)
+    np.testing.assert_array_equal(flag, expected[1])
+    np.testing.assert_allclose(score, expected[0], rtol=1e-12)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(x)), max_size=4)))
+    parts, state = [], None
+    for piece in np.split(x, cuts):
+        s, f, state = cusum(piece, target, scale, limit=2.0, state=state, return_state=True)
+        parts.append(f)
+    np.testing.assert_array_equal(np.concatenate(parts), expected[1])
+
+
+def test_cusum_finds_a_level_shift():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(2000)
+    x[1000:] += 1.5
+    _, flag = cusum(x, 0.0, 1.0, slack=0.5, limit=8.0)
+    alarms = np.flatnonzero(flag == 3)
+    assert alarms.size and 1000 <= alarms[0] < 1040
+    assert (alarms < 1000).sum() <= 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(x=series(), data=st.data())
+def test_drift_matches_polyfit(x, data):
+    x = finite(x)
+    window = data.draw(st.integers(2, len(x) + 2))
+    slope, flag = drift(x, window, max_slope=0.1)
+    for i in range(len(x)):
+        j = np.arange(max(0, i - window + 1), i + 1)
+        ok = ~np.isnan(x[j])
+        if ok.sum() < 2:
+            assert np.isnan(slope[i])
+            continue
+        expected = np.polyfit(j[ok].astype(float), x[j][ok], 1)[0]
+        scale = max(1.0, float(np.abs(x[j][ok]).max()))
+        assert slope[i] == pytest.approx(expected, rel=1e-6, abs=1e-9 * scale)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="threshold must be > 0"):
+        robust_zscore(np.ones(4), 2, threshold=0)
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        cusum(np.ones(4), 0.0, 0.0)
+    with pytest.raises(ValueError, match="max_slope"):
+        drift(np.ones(4), 3, max_slope=-1)
