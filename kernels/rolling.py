@@ -105,12 +105,16 @@ def _move_moments(a, window, min_count, ddof, stat, out):
                 n += 1
                 s1 += d
                 s2 += d * d
+                if v != last_valid:
+                    last_change = i
+                    run = 0
+                run += 1
+                last_valid = v
             elif v == v:
                 if v > 0:
                     n_pos += 1
                 else:
                     n_neg += 1
-            if v == v:
                 if v != last_valid:
                     last_change = i
                     run = 0
@@ -138,7 +142,8 @@ def _move_moments(a, window, min_count, ddof, stat, out):
             # then lose digits to cancellation (s2 and s1**2/n nearly equal).
             if i == next_rebuild or (
                 stat != _SUM and stat != _MEAN and not constant and n > 1
-                and s1 * s1 > _CANCELLATION * n * (s2 - s1 * s1 / n)
+                # (mean - k)**2 > C * var, multiplied out: no division per step
+                and s1 * s1 * (1.0 + _CANCELLATION) > _CANCELLATION * n * s2
             ):
                 next_rebuild = i + every
                 if n > 0:
@@ -152,8 +157,18 @@ def _move_moments(a, window, min_count, ddof, stat, out):
                             s1 += d
                             s2 += d * d
             if stat != _ZSCORE:
-                out[r, i] = _statistic(stat, n, s1, s2, k, min_count, ddof, n_pos,
-                                       n_neg, constant, last_valid)
+                if n >= min_count and n_pos + n_neg == 0 and not constant and n > ddof:
+                    # the common case in one test; _statistic sorts out the rest
+                    if stat == _MEAN:
+                        out[r, i] = k + s1 / n
+                    elif stat == _SUM:
+                        out[r, i] = k * n + s1
+                    else:
+                        var = max(s2 - s1 * s1 / n, 0.0) / (n - ddof)
+                        out[r, i] = np.sqrt(var) if stat == _STD else var
+                else:
+                    out[r, i] = _statistic(stat, n, s1, s2, k, min_count, ddof, n_pos,
+                                           n_neg, constant, last_valid)
 
 
 @njit(**JIT_OPTIONS)
