@@ -30,6 +30,7 @@ import pandas as pd  # noqa: E402
 import kernels  # noqa: E402
 
 WINDOW = 60
+ALPHA = 0.05
 
 
 def best_of(fn, repeat):
@@ -47,9 +48,48 @@ def pandas_rolling(x, stat):
     return getattr(frame.rolling(WINDOW), stat)()
 
 
+def pandas_flat_line(x, tol, suspect, fail):
+    """The flat-line flags as a pandas user writes them: diff, run ids, cumsum."""
+    out = np.full(x.shape, 9, dtype=np.int8)
+    for row in range(x.shape[0]):
+        valid = pd.Series(x[row]).dropna()  # NaN neither breaks nor extends a run
+        steady = valid.diff().abs().le(tol)
+        length = steady.groupby((~steady).cumsum()).cumsum() + 1
+        out[row, valid.index] = np.where(length >= fail, 4, np.where(length >= suspect, 3, 1))
+    return out
+
+
+def binning_table(repeat):
+    """2 million irregular samples of 200 devices into 1-minute bins."""
+    import flox
+
+    rng = np.random.default_rng(2)
+    n, devices, minutes = 2_000_000, 200, 10_000
+    t = np.sort(rng.integers(0, minutes * 60_000_000_000, n)).astype(np.int64)
+    s = rng.integers(0, devices, n)
+    v = rng.standard_normal(n)
+    step = 60_000_000_000
+    frame = pd.DataFrame({"device": s, "bin": t // step, "value": v})
+    impls = {
+        "toolkit": lambda: kernels.bin_samples(t, v, s, start=0, step=step, n_bins=minutes,
+                                               n_series=devices, stats=("count", "sum")).mean,
+        "pandas groupby": lambda: frame.groupby(["device", "bin"]).value.mean(),
+        "flox": lambda: flox.groupby_reduce(
+            v, s, t // step, func="mean",
+            expected_groups=(np.arange(devices), np.arange(minutes)))[0],
+    }
+    times = {k: best_of(f, repeat) for k, f in impls.items()}
+    lines = [f"{'binned mean (2M samples, 200 devices, 1-min bins)':<52}{'s':>8}"
+             f"{'toolkit speed-up':>18}"]
+    for k, sec in times.items():
+        lines.append(f"{k:<52}{sec:>8.3f}{times[k] / times['toolkit']:>17.1f}x")
+    return "\n".join(lines)
+
+
 def speed_table(x, repeat):
     # numbagg picks its parallel target for large arrays; force one thread
-    for f in (numbagg.move_mean, numbagg.move_std, numbagg.move_sum):
+    for f in (numbagg.move_mean, numbagg.move_std, numbagg.move_sum,
+              numbagg.move_exp_nanmean):
         f._target_cpu = True
     rows = {
         "rolling mean": {
@@ -81,7 +121,19 @@ def speed_table(x, repeat):
             "pandas": lambda: pandas_rolling(x, "max"),
         },
         "rolling median": {
+            "toolkit": lambda: kernels.move_median(x, WINDOW),
             "bottleneck": lambda: bn.move_median(x, WINDOW),
+            "pandas": lambda: pandas_rolling(x, "median"),
+        },
+        "EWMA mean": {
+            "toolkit": lambda: kernels.ewm_mean(x, alpha=ALPHA, ignore_na=True),
+            "numbagg": lambda: numbagg.move_exp_nanmean(x, alpha=ALPHA),
+            "pandas": lambda: pd.DataFrame(x.T, copy=False).ewm(alpha=ALPHA,
+                                                                 ignore_na=True).mean(),
+        },
+        "flat line": {
+            "toolkit": lambda: kernels.flat_line(x, 1e-3, 5, 10),
+            "pandas": lambda: pandas_flat_line(x[:20], 1e-3, 5, 10),  # 1/10 of the rows
         },
     }
     peers = ["numbagg", "bottleneck", "pandas"]
@@ -90,6 +142,8 @@ def speed_table(x, repeat):
     lines = [header, "-" * len(header)]
     for name, impls in rows.items():
         t = {k: best_of(f, repeat) for k, f in impls.items()}
+        if name == "flat line":
+            t["pandas"] *= x.shape[0] / 20  # scaled from the rows it ran on
         fastest = min(v for k, v in t.items() if k != "toolkit")
         cells = "".join(f"{t[p]:>13.3f}" if p in t else f"{'-':>13}" for p in peers)
         if "toolkit" in t:
@@ -130,25 +184,33 @@ COMPILE_SNIPPET = textwrap.dedent("""
     import numpy as np
     import kernels
     t1 = time.perf_counter()
-    for dtype in (np.float32, np.float64):
-        x = np.ones((2, 100), dtype=dtype)
-        for f in (kernels.move_sum, kernels.move_mean, kernels.move_var,
-                  kernels.move_std, kernels.move_zscore, kernels.move_min,
-                  kernels.move_max, kernels.move_count):
-            f(x, 10)
+    x = np.ones((2, 100))
+    t = np.arange(100)
+    for f in (kernels.move_sum, kernels.move_mean, kernels.move_var, kernels.move_std,
+              kernels.move_zscore, kernels.move_min, kernels.move_max, kernels.move_count,
+              kernels.move_median):
+        f(x, 10)
+    kernels.time_rolling(x, t, 5, "std"); kernels.time_rolling(x, t, 5, "max")
+    kernels.ewm_mean(x, alpha=0.5); kernels.ffill(x, 3); kernels.interpolate(x, 3)
+    kernels.gross_range(x, (0, 2)); kernels.spike(x, 1, 2); kernels.rate_of_change(x, 1.0)
+    kernels.flat_line(x, 0.0, 3, 5); kernels.time_gaps(t, 3)
+    kernels.robust_zscore(x, 10); kernels.hampel(x, 3); kernels.cusum(x, 0.0, 1.0)
+    kernels.drift(x, 10, 1.0); kernels.lttb(x, 10)
+    kernels.bin_samples(t, x[0], start=0, step=10, n_bins=10)
     t2 = time.perf_counter()
     print(f"{t1 - t0:.3f} {t2 - t1:.3f}")
 """)
 
 
 def compile_table():
-    lines = [f"{'cache':<8}{'import kernels s':>18}{'first call of every kernel s':>31}"]
+    lines = [f"{'cache':<8}{'import kernels s':>18}"
+             f"{'first call of every kernel (float64) s':>40}"]
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         for label in ("cold", "warm"):
             out = subprocess.run([sys.executable, "-c", COMPILE_SNIPPET], env=env,
                                  capture_output=True, text=True, check=True).stdout.split()
-            lines.append(f"{label:<8}{float(out[0]):>18.3f}{float(out[1]):>31.3f}")
+            lines.append(f"{label:<8}{float(out[0]):>18.3f}{float(out[1]):>40.3f}")
     return "\n".join(lines)
 
 
@@ -164,6 +226,7 @@ def main():
     print(f"float64 array {shape}, 5% NaN, window {WINDOW}, single thread, "
           f"best of {repeat}\n")
     print(speed_table(x, repeat), end="\n\n")
+    print(binning_table(repeat), end="\n\n")
     print(accuracy_table(), end="\n\n")
     print(compile_table())
 

@@ -20,9 +20,10 @@ from ._wrap import JIT_OPTIONS
 class Binned(NamedTuple):
     """Per (series, bin) aggregates of samples, and what fell outside the grid.
 
-    ``count`` (int64) counts valid samples; ``sum``, ``min``, ``max``,
-    ``first`` and ``last`` are float64 (NaN for an empty bin); ``first_time``
-    and ``last_time`` are the int64 times of ``first`` and ``last``.
+    ``count`` (int64) counts valid samples; ``sum`` is float64 (0 for an
+    empty bin); ``min``, ``max``, ``first`` and ``last`` are float64 (NaN for
+    an empty bin); ``first_time`` and ``last_time`` are the int64 times of
+    ``first`` and ``last``. Statistics not asked for are None.
     ``outside`` (per series) counts valid samples before the grid's start or
     after its end; ``missing`` (per series) counts NaN values. Every sample is
     in exactly one of ``count``, ``outside`` and ``missing``.
@@ -46,17 +47,14 @@ class Binned(NamedTuple):
             return self.sum / self.count
 
 
-def _empty(n_series: int, n_bins: int) -> Binned:
-    shape = (n_series, n_bins)
-    nan = np.full(shape, np.nan)
-    return Binned(np.zeros(shape, np.int64), nan.copy(), nan.copy(), nan.copy(), nan.copy(),
-                  nan, np.zeros(shape, np.int64), np.zeros(shape, np.int64),
-                  np.zeros(n_series, np.int64), np.zeros(n_series, np.int64))
+_DUMMY_F = np.empty((1, 1))
+_DUMMY_I = np.empty((1, 1), dtype=np.int64)
+STATS = ("count", "sum", "min", "max", "first", "last")
 
 
 @njit(**JIT_OPTIONS)
-def _bin(t, v, s, start, step, n_bins, count, total, lo, hi, first, last, first_t,
-         last_t, outside, missing):
+def _bin(t, v, s, start, step, n_bins, extremes, ends, count, total, lo, hi, first, last,
+         first_t, last_t, outside, missing):
     for i in range(t.shape[0]):
         x = v[i]
         r = s[i]
@@ -70,33 +68,27 @@ def _bin(t, v, s, start, step, n_bins, count, total, lo, hi, first, last, first_
         if b >= n_bins:
             outside[r] += 1
             continue
-        if count[r, b] == 0:
-            total[r, b] = x
-            lo[r, b] = x
-            hi[r, b] = x
-            first[r, b] = x
-            last[r, b] = x
-            first_t[r, b] = t[i]
-            last_t[r, b] = t[i]
-        else:
-            total[r, b] += x
-            if x < lo[r, b]:
+        total[r, b] += x
+        new = count[r, b] == 0
+        count[r, b] += 1
+        if extremes:
+            if new or x < lo[r, b]:
                 lo[r, b] = x
-            if x > hi[r, b]:
+            if new or x > hi[r, b]:
                 hi[r, b] = x
+        if ends:
             # unsorted input: first and last follow the times; on equal times
             # the sample seen first stays first and the one seen last is last
-            if t[i] < first_t[r, b]:
+            if new or t[i] < first_t[r, b]:
                 first[r, b] = x
                 first_t[r, b] = t[i]
-            if t[i] >= last_t[r, b]:
+            if new or t[i] >= last_t[r, b]:
                 last[r, b] = x
                 last_t[r, b] = t[i]
-        count[r, b] += 1
 
 
 def bin_samples(times, values, series=None, *, start, step, n_bins: int,
-                n_series: int | None = None) -> Binned:
+                n_series: int | None = None, stats=STATS) -> Binned:
     """Aggregate irregular samples into ``n_bins`` bins of width ``step`` from ``start``.
 
     Bin ``b`` holds the samples with ``start + b*step <= time < start +
@@ -119,6 +111,9 @@ def bin_samples(times, values, series=None, *, start, step, n_bins: int,
         Number of bins.
     n_series : int, optional
         Number of series; default ``max(series) + 1``.
+    stats : sequence of str
+        Which of count, sum, min, max, first, last to compute (count and sum
+        always are; the mean needs nothing more). Default: all.
 
     Returns
     -------
@@ -160,12 +155,33 @@ def bin_samples(times, values, series=None, *, start, step, n_bins: int,
         raise ValueError(f"step must be a positive duration, got step={step!r}")
     if isinstance(n_bins, bool) or int(n_bins) != n_bins or n_bins < 0:
         raise ValueError(f"n_bins must be a whole number >= 0, got n_bins={n_bins!r}")
-    out = _empty(int(n_series), int(n_bins))
+    unknown = set(stats) - set(STATS)
+    if unknown:
+        raise ValueError(f"unknown stats {sorted(unknown)}; choose from {STATS}")
+    extremes = "min" in stats or "max" in stats
+    ends = "first" in stats or "last" in stats
+    shape = (int(n_series), int(n_bins))
+
+    def floats(wanted):  # np.full, not zeros: an empty bin has no min or first
+        return np.full(shape, np.nan) if wanted else None
+
+    out = Binned(
+        count=np.zeros(shape, np.int64), sum=np.zeros(shape),
+        min=floats(extremes), max=floats(extremes), first=floats(ends), last=floats(ends),
+        first_time=np.zeros(shape, np.int64) if ends else None,
+        last_time=np.zeros(shape, np.int64) if ends else None,
+        outside=np.zeros(shape[0], np.int64), missing=np.zeros(shape[0], np.int64),
+    )
     _bin(np.ascontiguousarray(t), np.ascontiguousarray(v), np.ascontiguousarray(s),
-         np.int64(start), np.int64(step), np.int64(n_bins), out.count, out.sum, out.min,
-         out.max, out.first, out.last, out.first_time, out.last_time, out.outside,
-         out.missing)
+         np.int64(start), np.int64(step), np.int64(n_bins), extremes, ends, out.count,
+         out.sum, _or(out.min, _DUMMY_F), _or(out.max, _DUMMY_F), _or(out.first, _DUMMY_F),
+         _or(out.last, _DUMMY_F), _or(out.first_time, _DUMMY_I),
+         _or(out.last_time, _DUMMY_I), out.outside, out.missing)
     return out
+
+
+def _or(array, dummy):
+    return dummy if array is None else array
 
 
 def combine_bins(a: Binned, b: Binned) -> Binned:
@@ -182,20 +198,22 @@ def combine_bins(a: Binned, b: Binned) -> Binned:
     """
     if a.count.shape != b.count.shape:
         raise ValueError(f"partials of different grids: {a.count.shape} and {b.count.shape}")
+    if (a.min is None) != (b.min is None) or (a.first is None) != (b.first is None):
+        raise ValueError("partials computed with different stats cannot be combined")
     in_a, in_b = a.count > 0, b.count > 0
-    both = in_a & in_b
-    # first/last: the earlier (later) time wins; on equal times a is seen first
-    take_b_first = in_b & (~in_a | (b.first_time < a.first_time))
-    take_b_last = in_b & (~in_a | (b.last_time >= a.last_time))
-    return Binned(
-        count=a.count + b.count,
-        sum=np.where(both, a.sum + b.sum, np.where(in_a, a.sum, b.sum)),
-        min=np.fmin(a.min, b.min),
-        max=np.fmax(a.max, b.max),
-        first=np.where(take_b_first, b.first, a.first),
-        last=np.where(take_b_last, b.last, a.last),
-        first_time=np.where(take_b_first, b.first_time, a.first_time),
-        last_time=np.where(take_b_last, b.last_time, a.last_time),
-        outside=a.outside + b.outside,
-        missing=a.missing + b.missing,
-    )
+    extremes = ends = {}
+    if a.min is not None:
+        extremes = {"min": np.fmin(a.min, b.min), "max": np.fmax(a.max, b.max)}
+    if a.first is not None:
+        # first/last: the earlier (later) time wins; on equal times a is seen first
+        take_b_first = in_b & (~in_a | (b.first_time < a.first_time))
+        take_b_last = in_b & (~in_a | (b.last_time >= a.last_time))
+        ends = {
+            "first": np.where(take_b_first, b.first, a.first),
+            "last": np.where(take_b_last, b.last, a.last),
+            "first_time": np.where(take_b_first, b.first_time, a.first_time),
+            "last_time": np.where(take_b_last, b.last_time, a.last_time),
+        }
+    none = dict.fromkeys(("min", "max", "first", "last", "first_time", "last_time"))
+    return Binned(**(none | extremes | ends), count=a.count + b.count, sum=a.sum + b.sum,
+                  outside=a.outside + b.outside, missing=a.missing + b.missing)

@@ -43,7 +43,8 @@ class EwmState(NamedTuple):
     ``values`` has shape ``(*series, 6)`` (weighted mean, weighted variance,
     sum of weights, sum of squared weights, weight of the past, number of
     observations) and ``last_time`` shape ``series`` (int64 time of the last
-    sample, for time-aware decay). Treat both as opaque.
+    sample, for time-aware decay). Treat both as opaque, and pass a state
+    only to the statistic that produced it (the mean keeps fewer sums).
     """
 
     values: np.ndarray
@@ -88,23 +89,26 @@ def _ewm(a, times, halflife, alpha, adjust, ignore_na, min_count, bias, stat, va
                 t_prev = t[i]
             if mean == mean:
                 if is_obs or not ignore_na:
-                    sum_wt *= factor
-                    sum_wt2 *= factor * factor
                     old_wt *= factor
+                    if stat != _MEAN:  # the mean needs none of the variance's sums
+                        sum_wt *= factor
+                        sum_wt2 *= factor * factor
                     if is_obs:
                         old_mean = mean
                         # pandas' guard: a constant series keeps its exact mean
                         if mean != v:
                             mean = (old_wt * old_mean + new_wt * v) / (old_wt + new_wt)
-                        d_old = old_mean - mean
-                        cov = (old_wt * (cov + d_old * d_old)
-                               + new_wt * (v - mean) * (v - mean)) / (old_wt + new_wt)
-                        sum_wt += new_wt
-                        sum_wt2 += new_wt * new_wt
+                        if stat != _MEAN:
+                            d_old = old_mean - mean
+                            cov = (old_wt * (cov + d_old * d_old)
+                                   + new_wt * (v - mean) * (v - mean)) / (old_wt + new_wt)
+                            sum_wt += new_wt
+                            sum_wt2 += new_wt * new_wt
                         old_wt += new_wt
                         if not adjust:
-                            sum_wt /= old_wt
-                            sum_wt2 /= old_wt * old_wt
+                            if stat != _MEAN:
+                                sum_wt /= old_wt
+                                sum_wt2 /= old_wt * old_wt
                             old_wt = 1.0
             elif is_obs:
                 mean = v

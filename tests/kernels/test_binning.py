@@ -50,8 +50,7 @@ def test_matches_pandas_groupby(shuffle):
     np.testing.assert_array_equal(got.count, np.nan_to_num(expected["count"]).astype(int))
     for name in ("min", "max", "first", "last"):
         np.testing.assert_array_equal(getattr(got, name), expected[name], err_msg=name)
-    np.testing.assert_allclose(got.sum, np.where(got.count > 0, expected["sum"], np.nan),
-                               rtol=1e-12)
+    np.testing.assert_allclose(got.sum, np.nan_to_num(expected["sum"]), rtol=1e-12)
     np.testing.assert_allclose(got.mean, expected["mean"], rtol=1e-12)
     # every sample is counted exactly once
     assert got.count.sum() + got.outside.sum() + got.missing.sum() == len(t)
@@ -76,6 +75,22 @@ def test_partials_combine_to_the_whole(seed, n, data):
                  "outside", "missing"):
         np.testing.assert_array_equal(getattr(merged, name), getattr(whole, name), name)
     np.testing.assert_allclose(merged.sum, whole.sum, rtol=1e-12)
+
+
+def test_mean_only_skips_the_rest():
+    t, v, s = irregular(3, 5000, 4, shuffle=True)
+    kwargs = {"start": START, "step": STEP, "n_bins": 64, "n_series": 4}
+    lean = bin_samples(t, v, s, stats=("count", "sum"), **kwargs)
+    full = bin_samples(t, v, s, **kwargs)
+    assert lean.min is None and lean.first is None
+    np.testing.assert_array_equal(lean.mean, full.mean)
+    merged = combine_bins(lean, bin_samples(t[:10], v[:10], s[:10], stats=(), **kwargs))
+    np.testing.assert_array_equal(merged.count, full.count + bin_samples(
+        t[:10], v[:10], s[:10], **kwargs).count)
+    with pytest.raises(ValueError, match="different stats"):
+        combine_bins(lean, full)
+    with pytest.raises(ValueError, match="unknown stats"):
+        bin_samples(t, v, s, stats=("median",), **kwargs)
 
 
 def test_argument_errors():
