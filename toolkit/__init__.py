@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import accessor  # noqa: F401  (registers ds.telemetry and da.telemetry)
 from .anomaly import rolling_zscore, zscore_flags
 from .cluster import connect
 from .errors import ChunkingError, ClusterConnectionError, DataModelError, ToolkitError

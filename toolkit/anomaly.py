@@ -12,6 +12,7 @@ import xarray as xr
 
 import kernels
 
+from .apply import apply_kernel
 from .model import (
     FLAG_ATTRS,
     FLAG_MISSING,
@@ -19,9 +20,6 @@ from .model import (
     FLAG_PASS,
     FLAG_SUSPECT,
     TIME,
-    check_fleet,
-    check_single_chunk,
-    metric_names,
     with_history,
 )
 
@@ -47,7 +45,7 @@ def rolling_zscore(
     min_count : int, optional
         Fewest valid samples the reference window needs; default ``window``.
     dim : str
-        The time dimension. It must be a single chunk for now.
+        The time dimension (any chunking).
 
     Returns
     -------
@@ -60,29 +58,19 @@ def rolling_zscore(
     >>> rolling_zscore(da, window=4).round(2).values
     array([[  nan,   nan,   nan,   nan, 12.99]])
     """
-    if isinstance(obj, xr.Dataset):
-        check_fleet(obj, dim)
-        out = xr.Dataset(
-            {name: rolling_zscore(obj[name], window, min_count=min_count, dim=dim)
-             for name in metric_names(obj, dim)},
-            attrs=obj.attrs,
-        )
-        return with_history(out, f"rolling_zscore(window={window}, "
-                                 f"min_count={min_count}, dim={dim!r})")
-    check_single_chunk(obj, dim, "rolling_zscore")
-
     def block(values):
         return kernels.move_zscore(values, window, min_count, axis=-1)
 
-    out = xr.apply_ufunc(
-        task_named(block, "rolling_zscore"), obj,
-        input_core_dims=[[dim]], output_core_dims=[[dim]],
-        dask="parallelized", output_dtypes=[_float_dtype(obj)],
-    )
-    long_name = obj.attrs.get("long_name", obj.name or "values")
-    out.attrs = {"units": "1", "long_name": f"rolling z-score of {long_name}",
-                 "window": window}
-    return out.rename(obj.name)
+    def attrs(da):
+        long_name = da.attrs.get("long_name", da.name or "values")
+        return {"units": "1", "long_name": f"rolling z-score of {long_name}",
+                "window": window}
+
+    # the reference window ends before each sample: `window` samples of overlap
+    return apply_kernel(obj, block, kind="window", name="rolling-zscore", dim=dim,
+                        before=window, dtype=_float_dtype(obj), attrs=attrs,
+                        history=f"rolling_zscore(window={window}, min_count={min_count}, "
+                                f"dim={dim!r})")
 
 
 def zscore_flags(scores: xr.Dataset | xr.DataArray, threshold: float = 5.0,
@@ -135,5 +123,42 @@ def task_named(func, name: str):
     return func
 
 
-def _float_dtype(da: xr.DataArray):
-    return da.dtype if da.dtype.kind == "f" else np.dtype(np.float64)
+def _float_dtype(obj):
+    if isinstance(obj, xr.Dataset):
+        return None  # each metric keeps its own float dtype
+    return obj.dtype if obj.dtype.kind == "f" else np.dtype(np.float64)
+
+
+def robust_zscore(obj, window: int, threshold: float = 5.0, *, min_count: int | None = None,
+                  dim: str = TIME):
+    """Robust z-score against the median and MAD of the ``window`` samples before each.
+
+    Returns the scores; see :func:`kernels.robust_zscore` (flags with
+    :func:`zscore_flags`).
+    """
+    def block(values):
+        return kernels.robust_zscore(values, window, threshold, min_count)[0]
+
+    return apply_kernel(obj, block, kind="window", name="robust-zscore", dim=dim,
+                        before=window, dtype=np.float64,
+                        attrs=lambda da: {"units": "1", "long_name": "robust z-score of "
+                                          f"{da.attrs.get('long_name', da.name)}"},
+                        history=f"robust_zscore(window={window})")
+
+
+def cusum(obj, target, scale, *, slack: float = 0.5, limit: float = 5.0, dim: str = TIME):
+    """CUSUM flags (3 at an alarm) of a shift from ``target`` in units of ``scale``.
+
+    ``target`` and ``scale`` are numbers (the same for every series). Exact
+    over any chunking: the sums are carried from chunk to chunk.
+    """
+    def step(values, state):
+        score, flag, state = kernels.cusum(values, target, scale, slack=slack, limit=limit,
+                                           state=state, return_state=True)
+        return flag, state
+
+    return apply_kernel(obj, step, kind="scan", name="cusum", dim=dim, dtype=np.int8,
+                        attrs=lambda da: dict(FLAG_ATTRS, long_name="CUSUM flag of "
+                                              f"{da.attrs.get('long_name', da.name)}"),
+                        history=f"cusum(target={target}, scale={scale}, slack={slack}, "
+                                f"limit={limit})")

@@ -101,10 +101,7 @@ def map_window(
     deps = [arr]
     t_arr = None
     if times is not None:
-        times = np.asarray(times)
-        if times.shape != (arr.shape[axis],):
-            raise ValueError(f"times must have {arr.shape[axis]} samples, got {times.shape}")
-        t_arr = da.from_array(times, chunks=(sizes,), name=f"{name}-times-{tokenize(times)}")
+        t_arr = _times_array(times, arr, axis, name)
         deps.append(t_arr)
     for index in np.ndindex(*arr.numblocks):
         j = index[axis]
@@ -164,6 +161,7 @@ def map_scan(
     name: str,
     axis: int = -1,
     dtype=None,
+    times: np.ndarray | None = None,
 ) -> da.Array:
     """Apply a scan kernel block after block along ``axis``, carrying its state.
 
@@ -172,14 +170,17 @@ def map_scan(
     arr : dask.array.Array
         Input, chunked in any way.
     step : callable
-        ``step(block, state) -> (result, state)``; ``state`` is None for the
-        first block of each series. The result has the block's shape.
+        ``step(block, state) -> (result, state)``, or ``step(block, state,
+        times)`` with ``times``; ``state`` is None for the first block of
+        each series. The result has the block's shape.
     name : str
         Operation name shown on the dashboard.
     axis : int
         The time axis.
     dtype : numpy dtype, optional
         Output dtype; default that of ``arr``.
+    times : numpy.ndarray, optional
+        Sample times along ``axis`` (in memory); each step gets its block's.
 
     Examples
     --------
@@ -191,24 +192,41 @@ def map_scan(
     array([1., 1., 1., 4., 4.])
     """
     axis = axis % arr.ndim
-    token = tokenize(arr, step, axis, name)
+    token = tokenize(arr, step, axis, name, times)
     carry = f"{name}-carry-{token}"
     state = f"{name}-state-{token}"
     out_name = f"{name}-{token}"
     dsk = {}
+    deps = [arr]
+    t_arr = None
+    if times is not None:
+        t_arr = _times_array(times, arr, axis, name)
+        deps.append(t_arr)
     for index in np.ndindex(*arr.numblocks):
         j = index[axis]
         key = (arr.name,) + index
         previous = (state,) + index[:axis] + (j - 1,) + index[axis + 1:] if j else None
-        dsk[(carry,) + index] = (_scan_block, step, key, previous)
+        if t_arr is None:
+            dsk[(carry,) + index] = (_scan_block, step, key, previous)
+        else:
+            dsk[(carry,) + index] = (step, key, previous, (t_arr.name, j))
         # the result and the state get keys of their own: the next block
         # fetches only the (small) state, wherever it runs
         dsk[(out_name,) + index] = (operator.getitem, (carry,) + index, 0)
         dsk[(state,) + index] = (operator.getitem, (carry,) + index, 1)
-    graph = HighLevelGraph.from_collections(out_name, dsk, dependencies=[arr])
+    graph = HighLevelGraph.from_collections(out_name, dsk, dependencies=deps)
     dtype = arr.dtype if dtype is None else np.dtype(dtype)
     return da.Array(graph, out_name, arr.chunks, dtype=dtype,
                     meta=np.empty((0,) * arr.ndim, dtype=dtype))
+
+
+def _times_array(times, arr, axis, name) -> da.Array:
+    """The in-memory times as a Dask array chunked like ``arr`` along ``axis``."""
+    times = np.asarray(times)
+    if times.shape != (arr.shape[axis],):
+        raise ValueError(f"times must have {arr.shape[axis]} samples, got {times.shape}")
+    return da.from_array(times, chunks=(arr.chunks[axis],),
+                         name=f"{name}-times-{tokenize(times, arr.chunks[axis])}")
 
 
 def _scan_block(step, block, state):
@@ -229,3 +247,16 @@ def time_halo(times: np.ndarray, sizes: Sequence[int], span) -> list[int]:
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
     first = np.searchsorted(times, times[starts] - span, side="right")
     return [int(s - f) for s, f in zip(starts, first, strict=True)]
+
+
+def time_halo_after(times: np.ndarray, sizes: Sequence[int], span) -> list[int]:
+    """Samples each block needs after it: those within ``span`` after its last sample.
+
+    Examples
+    --------
+    >>> time_halo_after(np.array([0, 1, 2, 10, 11, 12]), [2, 2, 2], 3)
+    [1, 2, 0]
+    """
+    ends = np.cumsum(sizes).astype(int)
+    last = np.searchsorted(times, times[ends - 1] + span, side="left")
+    return [int(stop - end) for end, stop in zip(ends, last, strict=True)]

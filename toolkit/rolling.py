@@ -1,0 +1,138 @@
+"""Rolling and exponentially weighted statistics of fleets."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+import kernels
+
+from .apply import apply_kernel, as_span
+from .model import TIME
+
+COUNT_STATS = ("sum", "mean", "var", "std", "min", "max", "count", "median")
+TIME_STATS = ("sum", "mean", "var", "std", "min", "max", "count")
+
+
+def rolling(obj, window, stat: str = "mean", *, min_count: int | None = None,
+            q: float | None = None, dim: str = TIME):
+    """A trailing-window statistic of every metric.
+
+    Parameters
+    ----------
+    obj : xarray.Dataset or xarray.DataArray
+        A fleet, numpy- or Dask-backed (any chunking along ``dim``).
+    window : int or str or timedelta
+        A number of samples, or a duration (``"10min"``) over the time
+        coordinate, for irregular samples.
+    stat : str
+        sum, mean, var, std, min, max, count, median, or quantile (with ``q``).
+    min_count : int, optional
+        Fewest valid samples for a result (default: the window for a count,
+        1 for a duration).
+    q : float, optional
+        The quantile, with ``stat="quantile"``.
+    dim : str
+        The time dimension.
+
+    Examples
+    --------
+    >>> import toolkit
+    >>> ds = toolkit.make_fleet(n_devices=2, days=0.1).dataset
+    >>> rolling(ds, 10, "std").temperature.dims
+    ('device', 'time')
+    >>> rolling(ds.chunk(time=17), "15min", "max").temperature.chunks[1][:2]
+    (17, 17)
+    """
+    span = as_span(window)
+    name = f"rolling-{stat}"
+    if span is None:
+        if stat == "quantile":
+            if q is None:
+                raise ValueError("stat='quantile' needs q")
+            func = _quantile(window, q, min_count)
+        elif stat in COUNT_STATS:
+            func = _count_window(stat, window, min_count)
+        else:
+            raise ValueError(f"stat must be one of {COUNT_STATS + ('quantile',)}, "
+                             f"got stat={stat!r}")
+        before = window - 1
+        return apply_kernel(obj, func, kind="window", name=name, dim=dim, before=before,
+                            history=f"rolling(window={window}, stat={stat!r}, "
+                                    f"min_count={min_count})")
+    if stat not in TIME_STATS:
+        raise ValueError(f"over a duration, stat must be one of {TIME_STATS}, "
+                         f"got stat={stat!r}")
+    span_ns = span.value
+    count = 1 if min_count is None else min_count
+
+    def func(values, times):
+        return kernels.time_rolling(values, times, span_ns, stat, min_count=count)
+
+    return apply_kernel(obj, func, kind="window", name=name, dim=dim, span=span,
+                        history=f"rolling(window={str(span)!r}, stat={stat!r})")
+
+
+def _count_window(stat, window, min_count):
+    kernel = {"sum": kernels.move_sum, "mean": kernels.move_mean,
+              "var": kernels.move_var, "std": kernels.move_std,
+              "min": kernels.move_min, "max": kernels.move_max,
+              "median": kernels.move_median}.get(stat)
+    if stat == "count":
+        return lambda values: kernels.move_count(values, window)
+    return lambda values: kernel(values, window, min_count)
+
+
+def _quantile(window, q, min_count):
+    return lambda values: kernels.move_quantile(values, window, q, min_count)
+
+
+def ewm(obj, stat: str = "mean", *, com=None, span=None, halflife=None, alpha=None,
+        min_count: int = 1, adjust: bool = True, ignore_na: bool = False,
+        times: bool = False, dim: str = TIME):
+    """Exponentially weighted mean, var or std of every metric (pandas' semantics).
+
+    With ``times=True``, ``halflife`` is a duration and the weight of the past
+    halves every ``halflife`` of elapsed time along the time coordinate.
+    Exact over any chunking along ``dim`` (the state is carried from chunk
+    to chunk).
+
+    Examples
+    --------
+    >>> import numpy as np, toolkit
+    >>> ds = toolkit.make_fleet(n_devices=2, days=0.1).dataset
+    >>> a = ewm(ds, halflife=10).temperature
+    >>> b = ewm(ds.chunk(time=7), halflife=10).temperature.compute()
+    >>> bool(np.array_equal(a, b, equal_nan=True))
+    True
+    """
+    funcs = {"mean": kernels.ewm_mean, "var": kernels.ewm_var, "std": kernels.ewm_std}
+    if stat not in funcs:
+        raise ValueError(f"stat must be one of {sorted(funcs)}, got stat={stat!r}")
+    kernel = funcs[stat]
+    decay = {"com": com, "span": span, "halflife": halflife, "alpha": alpha}
+    if times:
+        if halflife is None or com is not None or span is not None or alpha is not None:
+            raise ValueError("times=True needs halflife as a duration, such as '1h', "
+                             "and no other decay")
+        halflife_ns = pd.Timedelta(halflife).value
+
+        def step_t(values, state, t):
+            return kernel(values, halflife=halflife_ns, times=t, min_count=min_count,
+                          adjust=adjust, ignore_na=ignore_na, state=state,
+                          return_state=True)
+
+        return apply_kernel(obj, step_t, kind="scan", name=f"ewm-{stat}", dim=dim,
+                            times=True,
+                            history=f"ewm(stat={stat!r}, halflife={halflife!r}, times)")
+    kernels.ewm.resolve_alpha(com, span, halflife, alpha)  # check early, on the client
+
+    def step(values, state):
+        return kernel(values, **decay, min_count=min_count, adjust=adjust,
+                      ignore_na=ignore_na, state=state, return_state=True)
+
+    return apply_kernel(obj, step, kind="scan", name=f"ewm-{stat}", dim=dim,
+                        history=f"ewm(stat={stat!r}, {_given(decay)})")
+
+
+def _given(decay):
+    return ", ".join(f"{k}={v!r}" for k, v in decay.items() if v is not None)
