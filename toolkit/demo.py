@@ -18,8 +18,10 @@ import xarray as xr
 from distributed import Client
 
 from .anomaly import rolling_zscore, zscore_flags
+from .chunks import chunk_sizes
 from .cluster import connect
 from .events import evaluate_events, flags_to_events
+from .model import DEVICE
 from .progress import check_interrupted, compute
 from .synthetic import make_fleet
 
@@ -63,8 +65,11 @@ def run_demo(
         client = connect()
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-        # whole time series per chunk, several chunks per worker
-        per_chunk = max(1, math.ceil(devices / (4 * n_workers)))
+        # whole time series per chunk, at most the size guidance allows, and
+        # several chunks per worker so that both cores have work
+        n_times = int(round(pd.Timedelta(days=days) / pd.Timedelta(freq)))
+        per_chunk = min(chunk_sizes(devices, n_times)[DEVICE],
+                        max(1, math.ceil(devices / (4 * n_workers))))
         fleet = make_fleet(devices, days, freq, seed=seed, chunks=per_chunk)
         ds = fleet.dataset
         echo(f"fleet: {devices} devices x {ds.sizes['time']:,} samples at {freq} "
