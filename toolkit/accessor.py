@@ -19,6 +19,7 @@ from __future__ import annotations
 import xarray as xr
 
 from . import anomaly, filling, quality, rolling
+from . import events as events_mod
 from .model import TIME
 
 
@@ -136,6 +137,11 @@ class TelemetryAccessor:
 
     def interpolate(self, max_gap=None):
         return filling.interpolate(self._obj, max_gap)
+
+    def events(self, scores=None, kind: str = "flag", min_flag: int = 3):
+        """Runs of flags (>= ``min_flag``) of this flag Dataset as an events table."""
+        obj = self._obj if isinstance(self._obj, xr.Dataset) else self._obj.to_dataset()
+        return events_mod.flags_to_events(obj, scores, kind=kind, min_flag=min_flag)
 
     @property
     def flags(self) -> Flags:

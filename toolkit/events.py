@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .model import DEVICE, EVENT_COLUMNS, FLAG_SUSPECT, TIME, check_single_chunk
+from .model import DEVICE, EVENT_COLUMNS, FLAG_SUSPECT, TIME
 
 
 def flag_runs(flagged: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -35,7 +35,8 @@ def flag_runs(flagged: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return row_s, first, after - 1
 
 
-def _block_events(flags, scores, devices, times, metric, kind, min_flag):
+def _block_events(flags, scores, devices, times, offset, metric, kind, min_flag):
+    """Runs of flags in one block; start/end indices are global along time."""
     flagged = flags >= min_flag
     row, first, last = flag_runs(flagged)
     peak = np.zeros(len(row))
@@ -49,7 +50,21 @@ def _block_events(flags, scores, devices, times, metric, kind, min_flag):
         "device": devices[row], "metric": metric,
         "start": times[first], "end": times[last],
         "kind": kind, "score": peak,
-    }, columns=EVENT_COLUMNS)
+        "first": first + offset, "last": last + offset,
+    })
+
+
+def _merge_across_chunks(events: pd.DataFrame) -> pd.DataFrame:
+    """Join runs that a time-chunk boundary cut in two (by global sample index)."""
+    events = events.sort_values(["device", "metric", "first"], ignore_index=True)
+    same_series = (events.device.eq(events.device.shift())
+                   & events.metric.eq(events.metric.shift()))
+    continues = same_series & events["first"].eq(events["last"].shift() + 1)
+    group = (~continues).cumsum()
+    merged = events.groupby(group, sort=False).agg(
+        device=("device", "first"), metric=("metric", "first"), start=("start", "first"),
+        end=("end", "last"), kind=("kind", "first"), score=("score", "max"))
+    return merged.reset_index(drop=True)[EVENT_COLUMNS]
 
 
 def flags_to_events(
@@ -62,8 +77,10 @@ def flags_to_events(
     """Turn flag variables into an events table, one row per run of flags.
 
     A sample counts when its flag is ``>= min_flag`` and is not 9 (missing).
-    With a Dask-backed input, each chunk's events are found on the worker
-    that holds it and only the (small) tables come back.
+    With a Dask-backed input, each chunk's runs are found on the worker that
+    holds it and only the (small) tables come back; runs that a time-chunk
+    boundary cut in two are joined again, so any chunking gives the same
+    table.
 
     Parameters
     ----------
@@ -82,38 +99,40 @@ def flags_to_events(
     >>> flags = xr.Dataset(
     ...     {"t": (("device", "time"), np.array([[1, 3, 3, 1]], dtype=np.int8))},
     ...     coords={"device": ["a"], "time": pd.date_range("2026", periods=4, freq="h")})
-    >>> flags_to_events(flags)[["device", "metric", "start", "end"]]
+    >>> flags_to_events(flags.chunk(time=2))[["device", "metric", "start", "end"]]
       device metric               start                 end
     0      a      t 2026-01-01 01:00:00 2026-01-01 02:00:00
     """
     times = flags[TIME].values
     tasks = []
     for name in flags.data_vars:
-        check_single_chunk(flags[name], TIME, "flags_to_events")
         f = flags[name].transpose(DEVICE, TIME)
         f = f.where(f != 9, 0).astype(np.int8)
         s = None if scores is None else scores[name].transpose(DEVICE, TIME)
         devices = f[DEVICE].values
         if f.chunks is None:
             tasks.append(_block_events(f.values, None if s is None else s.values,
-                                       devices, times, name, kind, min_flag))
+                                       devices, times, 0, name, kind, min_flag))
             continue
         if s is not None:
             s = s.chunk(dict(zip(f.dims, f.chunks, strict=True)))
         f_blocks = f.data.to_delayed()
         s_blocks = None if s is None else s.data.to_delayed()
-        offsets = np.cumsum((0,) + f.chunks[0])
-        for i in range(f_blocks.shape[0]):
+        dev_off = np.cumsum((0,) + f.chunks[0])
+        time_off = np.cumsum((0,) + f.chunks[1])
+        token = dask.base.tokenize(f.data, None if s is None else s.data, kind, min_flag)
+        for i, j in np.ndindex(*f_blocks.shape):
             tasks.append(dask.delayed(_block_events, pure=True)(
-                f_blocks[i, 0], None if s_blocks is None else s_blocks[i, 0],
-                devices[offsets[i]:offsets[i + 1]], times, name, kind, min_flag,
-                dask_key_name=f"flags-to-events-{name}-{i}-{dask.base.tokenize(f.data)}",
+                f_blocks[i, j], None if s_blocks is None else s_blocks[i, j],
+                devices[dev_off[i]:dev_off[i + 1]], times[time_off[j]:time_off[j + 1]],
+                int(time_off[j]), name, kind, min_flag,
+                dask_key_name=f"flags-to-events-{name}-{i}-{j}-{token}",
             ))
     tables = [t for t in dask.compute(*tasks) if len(t)]
     if not tables:
         return pd.DataFrame(columns=EVENT_COLUMNS)
-    events = pd.concat(tables, ignore_index=True)
-    return events.sort_values(["device", "metric", "start"], ignore_index=True)
+    return _merge_across_chunks(pd.concat(tables, ignore_index=True)).sort_values(
+        ["device", "metric", "start"], ignore_index=True)
 
 
 def evaluate_events(

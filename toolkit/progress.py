@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 import time
 
@@ -38,15 +39,37 @@ def sigint_handler(handler):
 
 def _on_sigint(signum, frame):
     _INTERRUPTED.set()
+    # Inside a garbage-collection callback an exception cannot propagate, and
+    # distributed's own callback is left half-done (its next call then fails
+    # an assertion): there, only set the flag, which the wait loops check.
+    while frame is not None:
+        if frame.f_code.co_name == "_gc_callback":
+            return
+        frame = frame.f_back
     raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
 def interruptible():
-    """Make Ctrl-C stop the work in this block reliably (main thread only)."""
+    """Make Ctrl-C stop the work in this block reliably (main thread only).
+
+    A KeyboardInterrupt raised where Python cannot propagate it (a garbage
+    collection callback) would be printed as "Exception ignored ... Traceback";
+    here it is dropped quietly instead, since the flag already carries it.
+    """
     _INTERRUPTED.clear()
-    with sigint_handler(_on_sigint):
-        yield
+    previous_hook = sys.unraisablehook
+
+    def hook(unraisable):
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            previous_hook(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        with sigint_handler(_on_sigint):
+            yield
+    finally:
+        sys.unraisablehook = previous_hook
 
 
 def check_interrupted() -> None:

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from toolkit import evaluate_events, flags_to_events
 from toolkit.events import flag_runs
@@ -93,11 +95,18 @@ def test_evaluation_counts():
     assert strict.loc["spike", "found"] == 0
 
 
-def test_time_chunks_are_refused_with_a_clear_error():
-    from toolkit import ChunkingError
-
-    ds = xr.Dataset({"t": (("device", "time"), np.ones((2, 6), dtype=np.int8))},
-                    coords={"device": ["a", "b"],
-                            "time": pd.date_range("2026", periods=6, freq="s")})
-    with pytest.raises(ChunkingError, match="flags_to_events needs the whole 'time'"):
-        flags_to_events(ds.chunk(time=3))
+@settings(max_examples=30, deadline=None)
+@given(time_chunk=st.integers(1, 40), device_chunk=st.integers(1, 7))
+def test_any_chunking_gives_the_same_table(time_chunk, device_chunk):
+    rng = np.random.default_rng(time_chunk * 7 + device_chunk)
+    flags = rng.choice(np.array([1, 3, 4, 9], dtype=np.int8), size=(7, 120),
+                       p=[0.5, 0.3, 0.1, 0.1])
+    scores = rng.standard_normal(flags.shape)
+    coords = {"device": [f"d{i}" for i in range(7)],
+              "time": pd.date_range("2026-03-01", periods=120, freq="1min")}
+    ds = xr.Dataset({"t": (("device", "time"), flags)}, coords=coords)
+    sc = xr.Dataset({"t": (("device", "time"), scores)}, coords=coords)
+    expected = flags_to_events(ds, sc)
+    chunks = {"time": time_chunk, "device": device_chunk}
+    got = flags_to_events(ds.chunk(chunks), sc.chunk(chunks))
+    pd.testing.assert_frame_equal(got, expected)
