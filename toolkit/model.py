@@ -14,7 +14,7 @@ import datetime as _dt
 import numpy as np
 import xarray as xr
 
-from .errors import ChunkingError, DataModelError
+from .errors import DataModelError
 
 DEVICE = "device"
 TIME = "time"
@@ -89,19 +89,3 @@ def with_history(obj, line: str):
     out.attrs = dict(obj.attrs)
     out.attrs["history"] = (previous + "\n" if previous else "") + f"{stamp} {line}"
     return out
-
-
-def check_single_chunk(da: xr.DataArray, dim: str, what: str) -> None:
-    """Raise :class:`ChunkingError` unless ``dim`` of ``da`` is one chunk (or not Dask)."""
-    if dim not in da.dims:
-        raise ChunkingError(f"{what}: {da.name!r} has no dimension {dim!r} "
-                            f"(its dims are {da.dims})")
-    # the variable's own chunks: coordinates read from Zarr may be chunked
-    # differently, which makes DataArray.chunksizes raise
-    n_chunks = 1 if da.chunks is None else len(da.chunks[da.get_axis_num(dim)])
-    if n_chunks > 1:
-        raise ChunkingError(
-            f"{what} needs the whole {dim!r} axis in one chunk, but "
-            f"{da.name!r} has {n_chunks} chunks along it; "
-            f"rechunk with .chunk({{{dim!r}: -1}}) and chunk along 'device' instead"
-        )
