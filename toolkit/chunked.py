@@ -119,10 +119,7 @@ def map_window(
                                len(order), times is not None)
         args = keys + ([(t_arr.name, k) for k in order] if t_arr is not None else [])
         dsk[(out_name,) + index] = (block_fn,) + tuple(args)
-    graph = HighLevelGraph.from_collections(out_name, dsk, dependencies=deps)
-    dtype = arr.dtype if dtype is None else np.dtype(dtype)
-    return da.Array(graph, out_name, arr.chunks, dtype=dtype,
-                    meta=np.empty((0,) * arr.ndim, dtype=dtype))
+    return _as_array(dsk, out_name, deps, arr, dtype)
 
 
 class _WindowTask:
@@ -214,10 +211,15 @@ def map_scan(
         # fetches only the (small) state, wherever it runs
         dsk[(out_name,) + index] = (operator.getitem, (carry,) + index, 0)
         dsk[(state,) + index] = (operator.getitem, (carry,) + index, 1)
+    return _as_array(dsk, out_name, deps, arr, dtype)
+
+
+def _as_array(dsk, out_name, deps, like, dtype) -> da.Array:
+    """The graph ``dsk`` as a Dask array with the shape and chunks of ``like``."""
     graph = HighLevelGraph.from_collections(out_name, dsk, dependencies=deps)
-    dtype = arr.dtype if dtype is None else np.dtype(dtype)
-    return da.Array(graph, out_name, arr.chunks, dtype=dtype,
-                    meta=np.empty((0,) * arr.ndim, dtype=dtype))
+    dtype = like.dtype if dtype is None else np.dtype(dtype)
+    return da.Array(graph, out_name, like.chunks, dtype=dtype,
+                    meta=np.empty((0,) * like.ndim, dtype=dtype))
 
 
 def _times_array(times, arr, axis, name) -> da.Array:
