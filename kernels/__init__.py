@@ -19,7 +19,7 @@ Examples
 array([nan, 1.5, 2.5, 3.5])
 """
 
-from .binning import Binned, bin_samples, combine_bins
+from .binning import Binned, bin_rows, bin_samples, combine_bins
 from .detect import cusum, drift, hampel, robust_zscore
 from .ewm import EwmState, ewm_mean, ewm_std, ewm_var
 from .fill import ffill, interpolate
@@ -39,7 +39,7 @@ from .rolling import (
 from .timewindow import time_rolling
 
 __all__ = [
-    "Binned", "bin_samples", "combine_bins",
+    "Binned", "bin_rows", "bin_samples", "combine_bins",
     "cusum", "drift", "hampel", "robust_zscore",
     "EwmState", "ewm_mean", "ewm_std", "ewm_var",
     "ffill", "interpolate",

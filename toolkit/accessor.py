@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import xarray as xr
 
-from . import anomaly, filling, quality, rolling
+from . import anomaly, filling, quality, resample, rolling
 from . import events as events_mod
 from .model import TIME
 
@@ -137,6 +137,17 @@ class TelemetryAccessor:
 
     def interpolate(self, max_gap=None):
         return filling.interpolate(self._obj, max_gap)
+
+    def regularize(self, freq, how: str = "mean"):
+        """Aggregate onto a regular grid of width ``freq`` (mean, sum, count, min, max,
+        first, last); a Dataset also gets ``<metric>_count``. See
+        :func:`toolkit.resample.regularize`."""
+        return resample.regularize(self._obj, freq, how)
+
+    def downsample(self, n: int):
+        """The ``n`` samples per series that keep its shape (LTTB), for plots. See
+        :func:`toolkit.resample.downsample`."""
+        return resample.downsample(self._obj, n)
 
     def events(self, scores=None, kind: str = "flag", min_flag: int = 3):
         """Runs of flags (>= ``min_flag``) of this flag Dataset as an events table."""

@@ -42,7 +42,14 @@ OPERATIONS = {
     "robust zscore": lambda t: t.detect.robust_zscore(window=20),
     "cusum": lambda t: t.detect.cusum(target=20.0, scale=1.0),
 }
-NEEDS_IRREGULAR = {"rolling 10min mean", "rolling 10min std", "ewm mean by time",
+# operations whose result has another shape than the input along time
+RESHAPING = {
+    "regularize mean": lambda t: t.regularize("7min"),
+    "regularize last": lambda t: t.regularize("13min", how="last"),
+    "regularize min": lambda t: t.regularize("1min", how="min"),
+    "downsample": lambda t: t.downsample(25),
+}
+NEEDS_IRREGULAR = {"regularize mean", "regularize last", "regularize min","rolling 10min mean", "rolling 10min std", "ewm mean by time",
                    "interpolate 10min", "flat line by time", "rate of change"}
 
 
@@ -69,6 +76,65 @@ def test_any_chunking_gives_the_one_chunk_result(op, chunks):
     assert computed.coords.equals(ds.coords)
     assert computed.attrs["history"].count("\n") == ds.attrs["history"].count("\n") + (
         1 if ds.attrs["history"] else 0)
+
+
+@pytest.mark.parametrize("op", list(RESHAPING))
+@settings(max_examples=6, deadline=None)
+@given(chunks=chunking())
+def test_any_chunking_regularize_and_downsample(op, chunks):
+    ds = IRREGULAR[["temperature", "pressure"]]
+    eager = RESHAPING[op](ds.telemetry)
+    with raise_if_dask_computes():
+        lazy = RESHAPING[op](ds.chunk(chunks).telemetry)
+    assert lazy.temperature.chunks is not None
+    computed = lazy.compute(scheduler="sync")
+    xr.testing.assert_allclose(computed, eager.assign_attrs(history=computed.history),
+                               rtol=1e-12, atol=0)
+    assert computed.temperature.attrs["units"] == "degC"
+
+
+def _pandas_resample(series, freq, how):
+    return getattr(series.resample(freq, origin="epoch"), how)()
+
+
+@pytest.mark.parametrize("how", ["mean", "sum", "count", "min", "max", "first", "last"])
+def test_regularize_equals_pandas_resample(how):
+    # irregular times, NaN samples and a gap of an hour (empty bins: NaN, sum 0 as
+    # in pandas)
+    ds = IRREGULAR[["humidity"]].isel(time=slice(0, 300))
+    ds = ds.where(np.random.default_rng(2).random(ds.humidity.shape) > 0.2)
+    ds = ds.drop_isel(time=range(100, 160))
+    got = ds.chunk(time=23).telemetry.regularize("4min", how=how).compute()
+    for d in range(ds.sizes["device"]):
+        ref = _pandas_resample(ds.humidity.isel(device=d).to_series(), "4min", how)
+        np.testing.assert_array_equal(got.time.values, ref.index.values)
+        np.testing.assert_allclose(got.humidity.isel(device=d).values, ref.values,
+                                   rtol=1e-13, equal_nan=True)
+        counts = ds.humidity.isel(device=d).to_series().resample("4min", origin="epoch").count()
+        np.testing.assert_array_equal(got.humidity_count.isel(device=d).values, counts.values)
+    assert got.humidity_count.dtype == np.int32
+
+
+def test_downsample_equals_the_kernel_per_device():
+    import kernels
+
+    da = IRREGULAR.temperature
+    small = da.chunk(time=37).telemetry.downsample(40).compute()
+    x = (da.time.values - da.time.values[0]).astype(np.int64).astype(float)
+    for d in range(da.sizes["device"]):
+        idx = kernels.lttb(da.values[d], 40, x=x)
+        np.testing.assert_array_equal(small.values[d], da.values[d][idx])
+        np.testing.assert_array_equal(small.time.values[d], da.time.values[idx])
+
+
+def test_regularize_refuses_unsorted_times():
+    shuffled = IRREGULAR.isel(time=np.random.default_rng(0).permutation(IRREGULAR.sizes["time"]))
+    with pytest.raises(toolkit.DataModelError, match="not sorted; use ds.sortby"):
+        shuffled.telemetry.regularize("5min")
+    with pytest.raises(ValueError, match="how must be one of"):
+        FLEET.telemetry.regularize("5min", how="median")
+    with pytest.raises(ValueError, match="n must be a whole number >= 3"):
+        FLEET.telemetry.downsample(2)
 
 
 def test_dataarray_accessor_and_attrs():
