@@ -320,3 +320,36 @@ def bin_rows(values, times, *, start, step, n_bins: int, how: str = "mean"):
     count = np.empty((rows.shape[0], int(n_bins)), dtype=np.int64)
     _bin_rows(rows, bins, np.int64(n_bins), ROW_STATS.index(how), out, count)
     return out.reshape(shape + (int(n_bins),)), count.reshape(shape + (int(n_bins),))
+
+
+@njit(**JIT_OPTIONS)
+def _increasing(s, t, last):
+    for i in range(t.shape[0]):
+        r = s[i]
+        if t[i] <= last[r]:
+            return False
+        last[r] = t[i]
+    return True
+
+
+def increasing_per_series(series, times, n_series: int) -> bool:
+    """True when, in input order, every series' times strictly increase.
+
+    Then no series has two samples at one time (no duplicates) -- one O(n)
+    pass, with no sort.
+
+    Examples
+    --------
+    >>> increasing_per_series(np.array([0, 1, 0, 1]), np.array([1, 1, 2, 2]), 2)
+    True
+    >>> increasing_per_series(np.array([0, 1, 0]), np.array([1, 1, 1]), 2)
+    False
+    """
+    s = np.ascontiguousarray(series, dtype=np.int64)
+    t = np.ascontiguousarray(times, dtype=np.int64)
+    if s.shape != t.shape:
+        raise ValueError(f"series and times differ in shape: {s.shape} and {t.shape}")
+    if s.size and (s.min() < 0 or s.max() >= n_series):
+        raise ValueError(f"series codes must lie in [0, {n_series})")
+    last = np.full(int(n_series), np.iinfo(np.int64).min, dtype=np.int64)
+    return bool(_increasing(s, t, last))

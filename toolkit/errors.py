@@ -21,3 +21,8 @@ class ChunkingError(ToolkitError, ValueError):
 
 class DataModelError(ToolkitError, ValueError):
     """A dataset does not follow the fleet data model (dims, dtypes, coords)."""
+
+
+class LoadError(ToolkitError, ValueError):
+    """Input files that cannot be loaded as asked: the message names the file,
+    the line, the field, the offending text and what to do."""

@@ -49,7 +49,8 @@ RESHAPING = {
     "regularize min": lambda t: t.regularize("1min", how="min"),
     "downsample": lambda t: t.downsample(25),
 }
-NEEDS_IRREGULAR = {"regularize mean", "regularize last", "regularize min","rolling 10min mean", "rolling 10min std", "ewm mean by time",
+NEEDS_IRREGULAR = {"regularize mean", "regularize last", "regularize min",
+                   "rolling 10min mean", "rolling 10min std", "ewm mean by time",
                    "interpolate 10min", "flat line by time", "rate of change"}
 
 

@@ -1,0 +1,369 @@
+"""Parsing one block of a CSV file into arrays, on a worker.
+
+A block is a byte range of a plain file (its rows are the lines that *start*
+inside the range) or a whole compressed file. The fast path hands the block
+to pyarrow's CSV reader with every column typed. If anything in the block is
+wrong (a row with too many or too few fields, a value or time that does not
+parse, a row without time or device), the block takes the slow path: it is
+split into lines, every line is judged on its own, the bad ones are recorded
+with their line number, field and text, and the good ones go through the
+fast path again. Only blocks with bad rows pay for that.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from ..errors import LoadError
+from .csvschema import EPOCH_UNITS, NULL_TEXTS, ROW_ID, ZONED, Schema, compression_of
+
+DICT = pa.dictionary(pa.int32(), pa.string())
+
+
+@dataclass(frozen=True)
+class Block:
+    """One parse task: ``path[start:end]`` (``end`` None: the whole file)."""
+
+    path: str
+    file_index: int
+    start: int
+    end: int | None
+    first: bool
+    device: str | None
+
+
+@dataclass
+class Parsed:
+    """The samples of one block as arrays, and its accounting.
+
+    ``values`` is (rows,) for the long layout (with ``metric_codes``) and
+    (rows, n_metrics) for the wide one. ``rejected`` holds
+    ``(line_in_block, text, field, problem)``; line 0 is the block's first
+    line (the header, in a file's first block).
+    """
+
+    block: Block
+    devices: np.ndarray
+    device_codes: np.ndarray
+    times: np.ndarray
+    metrics: list[str]
+    metric_codes: np.ndarray | None
+    values: np.ndarray
+    lines: int = 0
+    empty: int = 0
+    rejected: list = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return int(self.times.shape[0])
+
+    def summary(self) -> dict:
+        """What the client needs to plan the grid and the report (small)."""
+        valid = np.isfinite(self.values) | np.isinf(self.values)
+        step = 0
+        if self.rows > 1:
+            first = self.device_codes[: 200_000] == self.device_codes[0]
+            t = np.unique(self.times[: 200_000][first])
+            d = np.diff(t)
+            d = d[d > 0]
+            step = int(np.median(d)) if d.size else 0
+        return {
+            "devices": list(self.devices), "metrics": list(self.metrics),
+            "tmin": int(self.times.min()) if self.rows else None,
+            "tmax": int(self.times.max()) if self.rows else None,
+            "rows": self.rows, "lines": self.lines, "empty": self.empty,
+            "rejected": self.rejected, "valid": int(valid.sum()),
+            "missing": int(self.values.size - valid.sum()), "step": step,
+        }
+
+
+class _NeedsSlowPath(Exception):
+    pass
+
+
+def read_block_bytes(block: Block) -> bytes:
+    """The bytes of the lines that start in the block."""
+    if block.end is None:
+        with pa.input_stream(block.path, compression=compression_of(block.path)) as s:
+            return s.read()
+    with open(block.path, "rb") as f:
+        begin = max(block.start - 1, 0)
+        f.seek(begin)
+        buf = f.read(block.end - begin)
+        # finish the last line, unless the block ends right after a line break
+        if len(buf) == block.end - begin and not buf.endswith(b"\n"):
+            tail = []
+            while True:
+                piece = f.read(1 << 16)
+                if not piece:
+                    break
+                cut = piece.find(b"\n")
+                if cut >= 0:
+                    tail.append(piece[: cut + 1])
+                    break
+                tail.append(piece)
+            buf += b"".join(tail)
+    if block.start > 0:  # the line running into the block belongs to the previous one
+        cut = buf.find(b"\n")
+        buf = buf[cut + 1:] if cut >= 0 else b""
+    return buf
+
+
+def count_lines(buf: bytes) -> int:
+    return buf.count(b"\n") + (1 if buf and not buf.endswith(b"\n") else 0)
+
+
+def _normalise_header(fields: list[str], schema: Schema) -> tuple[str, ...]:
+    names = [f.strip() for f in fields]
+    if schema.columns and schema.columns[0] == ROW_ID:
+        names = [ROW_ID] + names
+    return tuple(c if c else f"_unnamed_{i}" for i, c in enumerate(names))
+
+
+def parse_block(block: Block, schema: Schema) -> Parsed:
+    """Parse ``block`` (see the module docstring); runs on a worker."""
+    buf = read_block_bytes(block)
+    lines = count_lines(buf)
+    offset = 0
+    if block.first:
+        cut = buf.find(b"\n")
+        header = (buf if cut < 0 else buf[:cut]).decode(schema.encoding, "replace")
+        fields = next(csv.reader([header.rstrip("\r")], delimiter=schema.sep), [])
+        if _normalise_header(fields, schema) != schema.columns:
+            raise LoadError(
+                f"{block.path}, line 1: the header {fields} differs from the first file's "
+                f"columns {list(schema.columns)}; read files with different columns in "
+                "separate calls")
+        buf = b"" if cut < 0 else buf[cut + 1:]
+        offset = 1
+    try:
+        out = _fast(buf, schema, block)
+    except _NeedsSlowPath:
+        out = _slow(buf, schema, block, offset)
+    out.lines = lines
+    return out
+
+
+def _convert_options(schema: Schema) -> pcsv.ConvertOptions:
+    types = {}
+    if schema.device:
+        types[schema.device] = DICT
+    if schema.time_kind == "iso":
+        types[schema.time[0]] = pa.timestamp("ns")
+    elif schema.time_kind == "iso_zoned":
+        types[schema.time[0]] = pa.timestamp("ns", tz="UTC")
+    elif schema.time_kind == "epoch":
+        types[schema.time[0]] = pa.float64() if schema.time_format in ("s", "ms") \
+            else pa.int64()
+    else:
+        for c in schema.time:
+            types[c] = pa.string()
+    if schema.layout == "long":
+        types[schema.metric] = DICT
+        types[schema.value] = pa.float64()
+    else:
+        for m in schema.metrics:
+            types[m] = pa.float64()
+    return pcsv.ConvertOptions(
+        column_types=types, include_columns=list(schema.used), null_values=list(NULL_TEXTS),
+        strings_can_be_null=True, quoted_strings_can_be_null=True,
+        decimal_point=schema.decimal, timestamp_parsers=[pcsv.ISO8601],
+    )
+
+
+def _times(table: pa.Table, schema: Schema) -> tuple[np.ndarray, np.ndarray]:
+    """int64 ns UTC times and a mask of rows whose time failed to parse."""
+    if schema.time_kind in ("iso", "iso_zoned"):
+        ts = table.column(schema.time[0])
+        failed = np.zeros(len(ts), bool)
+    elif schema.time_kind == "epoch":
+        raw = table.column(schema.time[0]).to_numpy(zero_copy_only=False)
+        scale = EPOCH_UNITS[schema.time_format]
+        with np.errstate(invalid="ignore"):
+            ns = np.round(raw * scale) if raw.dtype.kind == "f" else raw * scale
+        bad = ~np.isfinite(ns) if ns.dtype.kind == "f" else np.zeros(len(ns), bool)
+        return np.where(bad, 0, ns).astype(np.int64), bad
+    else:
+        cols = [table.column(c) for c in schema.time]
+        text = cols[0] if len(cols) == 1 else pc.binary_join_element_wise(*cols, " ")
+        ts = pc.strptime(text, format=schema.time_format, unit="ns", error_is_null=True)
+        failed = (pc.is_valid(text).to_numpy(zero_copy_only=False)
+                  & pc.is_null(ts).to_numpy(zero_copy_only=False))
+    if schema.timezone and schema.time_kind != "iso_zoned":
+        ts = pc.assume_timezone(ts, timezone=schema.timezone, ambiguous="earliest",
+                                nonexistent="latest")
+    ns = ts.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    return ns.astype(np.int64, copy=False), failed
+
+
+def _fast(buf: bytes, schema: Schema, block: Block) -> Parsed:
+    invalid = []
+
+    def handler(row):
+        invalid.append(row.number)
+        return "skip"
+
+    try:
+        table = pcsv.read_csv(
+            io.BytesIO(buf),
+            read_options=pcsv.ReadOptions(column_names=list(schema.columns), use_threads=False,
+                                          encoding=schema.encoding,
+                                          block_size=max(1 << 20, min(len(buf) + 1, 1 << 26))),
+            parse_options=pcsv.ParseOptions(delimiter=schema.sep, invalid_row_handler=handler),
+            convert_options=_convert_options(schema),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError) as err:
+        raise _NeedsSlowPath from err
+    if invalid:
+        raise _NeedsSlowPath
+    n = table.num_rows
+    times, failed = _times(table, schema)
+    time_null = np.zeros(n, bool)
+    for c in schema.time:
+        time_null |= table.column(c).is_null().to_numpy(zero_copy_only=False)
+    all_null = time_null.copy()
+    for c in schema.used:
+        if c not in schema.time:
+            all_null &= table.column(c).is_null().to_numpy(zero_copy_only=False)
+    keyless = time_null | failed
+    if schema.device:
+        keyless |= table.column(schema.device).is_null().to_numpy(zero_copy_only=False)
+    if schema.layout == "long":
+        keyless |= table.column(schema.metric).is_null().to_numpy(zero_copy_only=False)
+    if (keyless & ~all_null).any():
+        raise _NeedsSlowPath
+    keep = ~all_null
+    n_empty = int(all_null.sum())
+    if n_empty:
+        table = table.filter(pa.array(keep))
+        times = times[keep]
+    if schema.device:
+        devices, codes = _dictionary(table.column(schema.device))
+    else:
+        devices = np.array([block.device], dtype=object)
+        codes = np.zeros(table.num_rows, np.int32)
+    if schema.layout == "long":
+        metrics, metric_codes = _dictionary(table.column(schema.metric))
+        metrics = list(metrics)
+        values = table.column(schema.value).to_numpy(zero_copy_only=False).astype(np.float64)
+    else:
+        metrics, metric_codes = list(schema.metrics), None
+        values = np.empty((table.num_rows, len(metrics)))
+        for k, m in enumerate(metrics):
+            values[:, k] = table.column(m).to_numpy(zero_copy_only=False)
+    if schema.missing:
+        values[np.isin(values, schema.missing)] = np.nan
+    blank_lines = count_lines(buf) - n  # pyarrow skips blank lines
+    return Parsed(block, devices, codes, times, metrics, metric_codes, values,
+                  empty=n_empty + blank_lines)
+
+
+def _dictionary(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Values and codes of a dictionary column (chunks unified)."""
+    column = column.unify_dictionaries() if column.num_chunks > 1 else column
+    if column.num_chunks == 0:
+        return np.array([], dtype=object), np.zeros(0, np.int32)
+    chunks = column.chunks
+    dictionary = chunks[0].dictionary.to_numpy(zero_copy_only=False).astype(object)
+    codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks])
+    return dictionary, codes.astype(np.int32, copy=False)
+
+
+def _slow(buf: bytes, schema: Schema, block: Block, offset: int) -> Parsed:
+    text = buf.decode(schema.encoding, "replace")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    index = {c: i for i, c in enumerate(schema.columns)}
+    empty, rejected, good, good_fields = 0, [], [], []
+    for i, raw in enumerate(lines):
+        line = raw.rstrip("\r")
+        fields = next(csv.reader([line], delimiter=schema.sep), [])
+        if not any(f.strip() for f in fields):
+            empty += 1
+            continue
+        if len(fields) != len(schema.columns):
+            rejected.append((offset + i, line, None, f"expected {len(schema.columns)} fields "
+                                                      f"separated by {schema.sep!r}, found "
+                                                      f"{len(fields)}"))
+            continue
+        good.append(i)
+        good_fields.append(fields)
+    problems = _field_problems(good_fields, schema, index)
+    kept = []
+    for k, i in enumerate(good):
+        if k in problems:
+            name, problem = problems[k]
+            rejected.append((offset + i, lines[i].rstrip("\r"), name, problem))
+        else:
+            kept.append(lines[i])
+    body = ("\n".join(kept) + "\n").encode(schema.encoding) if kept else b""
+    try:
+        out = _fast(body, schema, block)
+    except _NeedsSlowPath as err:
+        raise LoadError(f"{block.path}: rows judged good by the line-by-line check still "
+                        "failed to parse; please report this with the file") from err
+    out.empty += empty
+    out.rejected = sorted(rejected)
+    return out
+
+
+def _field_problems(rows: list[list[str]], schema: Schema, index: dict) -> dict:
+    """``{row number: (field, problem)}`` for rows with a field that does not parse."""
+    problems: dict[int, tuple[str, str]] = {}
+    if not rows:
+        return problems
+
+    def column(name):
+        return pd.Series([r[index[name]].strip() for r in rows], dtype=object)
+
+    def blank(s):
+        return s.isin(NULL_TEXTS)
+
+    def note(mask, name, why):
+        for k in np.flatnonzero(mask.to_numpy()):
+            problems.setdefault(int(k), (name, why(rows[k][index[name]])))
+
+    time_text = column(schema.time[0])
+    for c in schema.time[1:]:
+        time_text = time_text + " " + column(c)
+    time_blank = pd.Series(np.zeros(len(rows), bool))
+    for c in schema.time:
+        time_blank |= blank(column(c))
+    tname = "+".join(schema.time)
+    note(time_blank, schema.time[0], lambda t: "the time is empty")
+    if schema.time_kind == "epoch":
+        parsed = pd.to_numeric(time_text, errors="coerce")
+    elif schema.time_kind == "format":
+        parsed = pd.to_datetime(time_text, format=schema.time_format, errors="coerce")
+    else:
+        zoned = time_text.str.contains(ZONED, regex=True)
+        parsed = pd.to_datetime(time_text, format="ISO8601", errors="coerce", utc=True)
+        wrong_zone = zoned if schema.time_kind == "iso" else ~zoned
+        note(wrong_zone & ~time_blank, tname,
+             lambda t: f"cannot read the time {t!r}: " + (
+                 "it has a zone offset where the file's times have none"
+                 if schema.time_kind == "iso" else "it has no zone offset (such as Z)"))
+    fmt = schema.time_format or "ISO 8601"
+    note(parsed.isna() & ~time_blank, tname,
+         lambda t: f"cannot read the time {t!r} as {fmt}")
+    keys = ([schema.device] if schema.device else []) + (
+        [schema.metric] if schema.layout == "long" else [])
+    for c in keys:
+        note(blank(column(c)), c, lambda t, c=c: f"the {c} is empty")
+    numbers = [schema.value] if schema.layout == "long" else list(schema.metrics)
+    for c in numbers:
+        s = column(c)
+        missing = blank(s)
+        num = pd.to_numeric(s.str.replace(schema.decimal, ".", regex=False), errors="coerce")
+        note(num.isna() & ~missing, c, lambda t: f"cannot read {t!r} as a number (decimal "
+                                                 f"mark {schema.decimal!r})")
+    return problems
