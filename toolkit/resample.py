@@ -178,7 +178,7 @@ def regularize(obj, freq, how: str = "mean", *, dim: str = TIME):
     return with_history(out, label)
 
 
-def _lttb_block(block, n, x):
+def _lttb_block(block, x, n):
     return kernels.lttb(block, n, x=x)
 
 
@@ -261,11 +261,18 @@ def downsample(obj, n: int, *, dim: str = TIME):
             lead = lead[:-1] + (_split(data.shape[-2], per),)
         data = data.rechunk(lead + ((data.shape[-1],),))
         token = tokenize(data, n)
-        idx = data.map_blocks(_lttb_block, n, x, chunks=lead + ((n,),), dtype=np.int64,
-                              name=f"downsample-lttb-{token}")
+        # the positions and times go into the graph once, as one-chunk arrays
+        # that every task reads (index "k" is contracted: the whole array)
+        xs = dsa.from_array(x, chunks=(x.size,), name=f"downsample-x-{tokenize(x)}")
+        ts = dsa.from_array(t, chunks=(t.size,), name=f"downsample-t-{tokenize(t)}")
+        ind = "abcdefgh"[: data.ndim - 1]
+        idx = dsa.blockwise(_lttb_block, ind + "s", data, ind + "k", xs, "k",
+                            n=n, new_axes={"s": n}, concatenate=True, dtype=np.int64,
+                            name=f"downsample-lttb-{token}")
         values = dsa.map_blocks(_take_block, data, idx, chunks=idx.chunks, dtype=data.dtype,
                                 name=f"downsample-take-{token}")
-        times = idx.map_blocks(_time_block, t, dtype=t.dtype, name=f"downsample-time-{token}")
+        times = dsa.blockwise(_time_block, ind + "s", idx, ind + "s", ts, "k",
+                              concatenate=True, dtype=t.dtype, name=f"downsample-time-{token}")
     else:
         idx = kernels.lttb(np.asarray(data), n, x=x)
         values = _take_block(np.asarray(data), idx)

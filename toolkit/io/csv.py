@@ -45,6 +45,8 @@ from .csvparse import Block, Parsed, parse_block
 from .csvschema import COMPRESSIONS, compression_of, infer_schema
 
 BLOCKSIZE = 64 * 2**20
+#: a load of this many samples is regularised in at least GROUPS device groups
+PARALLEL_SAMPLES, GROUPS = 1_000_000, 4
 DUPLICATES = ("mean", "first", "last", "raise")
 HOWS = ("mean", "sum", "min", "max", "first", "last", "count")
 NICE_STEPS = [pd.Timedelta(s) for s in (
@@ -403,6 +405,8 @@ def read_csv(
     n_bins = max(0, (hi - grid_start) // s_ns + 1)
     # one task holds every metric of its devices, with counts: 12 bytes a value
     per = chunk_sizes(len(devices), n_bins, 12 * len(names))[DEVICE]
+    if report.samples_valid >= PARALLEL_SAMPLES:  # enough work to share among workers
+        per = min(per, -(-len(devices) // GROUPS))
     bounds = list(range(0, len(devices), per)) + [len(devices)]
     token = tokenize(tuple(p.key for p in parsed), step, how, duplicates, grid_start, n_bins)
     metric_index = {m: i for i, m in enumerate(names)}
@@ -460,8 +464,11 @@ def _split(parsed: Parsed, devices, metric_index, bounds):
         met = lookup[parsed.metric_codes] if lookup.size else parsed.metric_codes
     else:
         met = None
-    group = np.searchsorted(np.asarray(bounds[1:]), dev, side="right")
-    order = np.argsort(group, kind="stable")
+    if len(bounds) == 2:  # one group: nothing to cut
+        return ((dev, met, parsed.times, parsed.values),)
+    group = np.searchsorted(np.asarray(bounds[1:]), dev, side="right").astype(
+        np.int16 if len(bounds) < 2**15 else np.int32)
+    order = np.argsort(group, kind="stable")  # a radix sort on small integers
     cuts = np.searchsorted(group[order], np.arange(1, len(bounds) - 1))
     out = []
     for k, idx in enumerate(np.split(order, cuts)):

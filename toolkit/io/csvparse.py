@@ -13,7 +13,6 @@ fast path again. Only blocks with bad rows pay for that.
 from __future__ import annotations
 
 import csv
-import io
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -118,6 +117,7 @@ def read_block_bytes(block: Block) -> bytes:
 
 
 def count_lines(buf: bytes) -> int:
+    """Lines in ``buf``; a last line without a line break counts."""
     return buf.count(b"\n") + (1 if buf and not buf.endswith(b"\n") else 0)
 
 
@@ -130,24 +130,26 @@ def _normalise_header(fields: list[str], schema: Schema) -> tuple[str, ...]:
 
 def parse_block(block: Block, schema: Schema) -> Parsed:
     """Parse ``block`` (see the module docstring); runs on a worker."""
-    buf = read_block_bytes(block)
-    lines = count_lines(buf)
+    raw = read_block_bytes(block)
+    lines = count_lines(raw)
+    buf = memoryview(raw)  # slices below copy nothing
     offset = 0
     if block.first:
-        cut = buf.find(b"\n")
-        header = (buf if cut < 0 else buf[:cut]).decode(schema.encoding, "replace")
+        cut = bytes(buf[:1 << 16]).find(b"\n")
+        cut = cut if cut >= 0 else bytes(buf).find(b"\n")
+        header = bytes(buf if cut < 0 else buf[:cut]).decode(schema.encoding, "replace")
         fields = next(csv.reader([header.rstrip("\r")], delimiter=schema.sep), [])
         if _normalise_header(fields, schema) != schema.columns:
             raise LoadError(
                 f"{block.path}, line 1: the header {fields} differs from the first file's "
                 f"columns {list(schema.columns)}; read files with different columns in "
                 "separate calls")
-        buf = b"" if cut < 0 else buf[cut + 1:]
+        buf = buf[len(buf):] if cut < 0 else buf[cut + 1:]
         offset = 1
     try:
-        out = _fast(buf, schema, block)
+        out = _fast(buf, schema, block, lines - offset)
     except _NeedsSlowPath:
-        out = _slow(buf, schema, block, offset)
+        out = _slow(bytes(buf), schema, block, offset)
     out.lines = lines
     return out
 
@@ -204,7 +206,7 @@ def _times(table: pa.Table, schema: Schema) -> tuple[np.ndarray, np.ndarray]:
     return ns.astype(np.int64, copy=False), failed
 
 
-def _fast(buf: bytes, schema: Schema, block: Block) -> Parsed:
+def _fast(buf, schema: Schema, block: Block, lines: int) -> Parsed:
     invalid = []
 
     def handler(row):
@@ -213,10 +215,9 @@ def _fast(buf: bytes, schema: Schema, block: Block) -> Parsed:
 
     try:
         table = pcsv.read_csv(
-            io.BytesIO(buf),
+            pa.BufferReader(pa.py_buffer(buf)),
             read_options=pcsv.ReadOptions(column_names=list(schema.columns), use_threads=False,
-                                          encoding=schema.encoding,
-                                          block_size=max(1 << 20, min(len(buf) + 1, 1 << 26))),
+                                          encoding=schema.encoding, block_size=1 << 22),
             parse_options=pcsv.ParseOptions(delimiter=schema.sep, invalid_row_handler=handler),
             convert_options=_convert_options(schema),
         )
@@ -261,7 +262,7 @@ def _fast(buf: bytes, schema: Schema, block: Block) -> Parsed:
             values[:, k] = table.column(m).to_numpy(zero_copy_only=False)
     if schema.missing:
         values[np.isin(values, schema.missing)] = np.nan
-    blank_lines = count_lines(buf) - n  # pyarrow skips blank lines
+    blank_lines = lines - n  # pyarrow skips blank lines
     return Parsed(block, devices, codes, times, metrics, metric_codes, values,
                   empty=n_empty + blank_lines)
 
@@ -307,7 +308,7 @@ def _slow(buf: bytes, schema: Schema, block: Block, offset: int) -> Parsed:
             kept.append(lines[i])
     body = ("\n".join(kept) + "\n").encode(schema.encoding) if kept else b""
     try:
-        out = _fast(body, schema, block)
+        out = _fast(body, schema, block, len(kept))
     except _NeedsSlowPath as err:
         raise LoadError(f"{block.path}: rows judged good by the line-by-line check still "
                         "failed to parse; please report this with the file") from err
