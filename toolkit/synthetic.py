@@ -150,7 +150,7 @@ def make_fleet(
     data_vars = {}
     for m_index, name in enumerate(names):
         spec = METRICS[name]
-        gen = _MetricGenerator(name, m_index, spec, seed, day_fraction, dropout,
+        gen = _MetricGenerator(name, m_index, spec, seed, n_times, per_day, dropout,
                                dtype, events[events.metric == name])
         if chunks is None:
             values = gen(np.arange(n_devices))
@@ -187,20 +187,23 @@ def make_fleet(
 class _MetricGenerator:
     """Generates the rows of one metric for given device indices (a Dask task)."""
 
-    def __init__(self, name, m_index, spec, seed, day_fraction, dropout, dtype, events):
+    def __init__(self, name, m_index, spec, seed, n_times, per_day, dropout, dtype, events):
         self.__name__ = f"synthetic_{name}"
         self.m_index = m_index
         self.spec = spec
         self.seed = seed
-        self.day_fraction = day_fraction
+        # sizes, not the time axis itself: every task carries this object, so
+        # the graph stays small whatever the length of the series
+        self.n_times, self.per_day = n_times, per_day
         self.dropout = dropout
         self.dtype = dtype
         self.events = {dev: grp for dev, grp in events.groupby("device_index")}
 
     def __call__(self, device_index: np.ndarray) -> np.ndarray:
-        out = np.empty((len(device_index), len(self.day_fraction)), dtype=self.dtype)
+        day_fraction = np.arange(self.n_times) / self.per_day
+        out = np.empty((len(device_index), self.n_times), dtype=self.dtype)
         for row, dev in enumerate(np.asarray(device_index)):
-            values = _clean_series(self.spec, self.day_fraction, self.seed, int(dev),
+            values = _clean_series(self.spec, day_fraction, self.seed, int(dev),
                                    self.m_index, self.dropout)
             if dev in self.events:
                 _inject(values, self.events[dev], self.spec.noise)

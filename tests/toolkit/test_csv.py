@@ -62,6 +62,16 @@ def test_long_layout_round_trip_in_any_blocks(tmp_path, blocksize):
     assert "rows read" in ds.attrs["load_report"]
 
 
+def test_files_larger_than_memory_are_parsed_again_not_held(tmp_path, monkeypatch):
+    path = tmp_path / "fleet.csv"
+    write_csv(FLEET, path)
+    held = read_csv(path, freq="1min", blocksize=5_000)
+    monkeypatch.setattr("toolkit.io.csv._fits_in_memory", lambda nbytes: False)
+    again = read_csv(path, freq="1min", blocksize=5_000)
+    xr.testing.assert_identical(held.drop_attrs(), again.drop_attrs())
+    assert LoadReport.of(held) == LoadReport.of(again)
+
+
 def test_wide_layout_with_semicolons_and_decimal_commas(tmp_path):
     path = tmp_path / "wide.csv"
     write_wide(FLEET, path, sep=";", decimal=",")
@@ -100,14 +110,19 @@ def test_gzip_and_zstd_files(tmp_path):
     assert LoadReport.of(ds).blocks == 2
 
 
-def test_many_files(tmp_path):
-    frame = to_samples(FLEET)
+@pytest.mark.slow
+def test_a_folder_of_thousands_of_files(tmp_path):
+    fleet = toolkit.make_fleet(n_devices=10, days=1, seed=2).dataset
+    frame = to_samples(fleet)
     frame["time"] = frame["time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    for k, rows in enumerate(np.array_split(np.arange(len(frame)), 150)):
-        frame.iloc[rows].to_csv(tmp_path / f"part-{k:03d}.csv", index=False, float_format="%.17g")
+    for k, rows in enumerate(np.array_split(np.arange(len(frame)), 2000)):
+        frame.iloc[rows].to_csv(tmp_path / f"part-{k:04d}.csv", index=False,
+                                float_format="%.17g")
     ds = read_csv(str(tmp_path / "part-*.csv"), freq="1min")
-    assert_fleet_equal(ds)
-    assert LoadReport.of(ds).files == 150
+    assert_fleet_equal(ds, fleet)
+    report = LoadReport.of(ds)
+    assert report.files == report.blocks == 2000
+    assert report.rows_loaded == len(frame)
 
 
 def _with_bad_rows(tmp_path):

@@ -195,8 +195,16 @@ def _parse_all(paths, *, blocksize, on_bad_rows, quarantine, schema_kwargs):
     parsed = [dask.delayed(parse_block, pure=True)(b, schema,
                                                     dask_key_name=f"read-csv-{token}-{i}")
               for i, b in enumerate(blocks)]
-    parsed = list(dask.persist(*parsed))
-    summaries = dask.compute(*[dask.delayed(Parsed.summary)(p) for p in parsed])
+    if _fits_in_memory(sum(os.path.getsize(f) for f in files)):
+        # parse once: the arrays stay on the workers for the next step
+        parsed = list(dask.persist(*parsed))
+        summaries = dask.compute(*[dask.delayed(Parsed.summary)(p) for p in parsed])
+    else:
+        # larger than the cluster can hold: keep only the summaries now, and
+        # parse each block again, block by block, when it is regularised
+        summaries = dask.compute(*[dask.delayed(_parse_summary, pure=True)(
+            b, schema, dask_key_name=f"read-csv-summary-{token}-{i}")
+            for i, b in enumerate(blocks)])
     report = LoadReport(files=len(files), blocks=len(blocks))
     rejected = []
     lines_before: dict[int, int] = {}
@@ -228,6 +236,31 @@ def _parse_all(paths, *, blocksize, on_bad_rows, quarantine, schema_kwargs):
         report.quarantine = str(out)
         report.first_rejections = [f"{p}:{n} {w}" for p, n, _, _, w in rejected[:5]]
     return files, schema, blocks, parsed, summaries, report
+
+
+def _parse_summary(block, schema) -> dict:
+    return parse_block(block, schema).summary()
+
+
+def _fits_in_memory(nbytes: int) -> bool:
+    """Whether parsed arrays of ``nbytes`` of CSV can stay in memory until binned.
+
+    Parsed samples take about half the bytes of their text; keep them when
+    that is under a quarter of the memory of the current Dask workers (or
+    of this machine's available memory without a client).
+    """
+    try:
+        from distributed import get_client
+
+        workers = get_client().scheduler_info()["workers"].values()
+        memory = sum(w.get("memory_limit") or 0 for w in workers)
+    except (ImportError, ValueError):
+        memory = 0
+    if not memory:
+        import psutil
+
+        memory = psutil.virtual_memory().available
+    return nbytes / 2 < memory / 4
 
 
 def _nice_step(step_ns: int) -> pd.Timedelta:
