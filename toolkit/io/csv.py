@@ -45,8 +45,9 @@ from .csvparse import Block, Parsed, parse_block
 from .csvschema import COMPRESSIONS, compression_of, infer_schema
 
 BLOCKSIZE = 64 * 2**20
-#: a load of this many samples is regularised in at least GROUPS device groups
-PARALLEL_SAMPLES, GROUPS = 1_000_000, 4
+#: a load of this many samples is regularised in at least GROUPS device groups,
+#: and in groups of about GROUP_SAMPLES samples (~50 MB to gather in one task)
+PARALLEL_SAMPLES, GROUPS, GROUP_SAMPLES = 1_000_000, 4, 2_000_000
 DUPLICATES = ("mean", "first", "last", "raise")
 HOWS = ("mean", "sum", "min", "max", "first", "last", "count")
 NICE_STEPS = [pd.Timedelta(s) for s in (
@@ -441,7 +442,8 @@ def read_csv(
     # one task holds every metric of its devices, with counts: 12 bytes a value
     per = chunk_sizes(len(devices), n_bins, 12 * len(names))[DEVICE]
     if report.samples_valid >= PARALLEL_SAMPLES:  # enough work to share among workers
-        per = min(per, -(-len(devices) // GROUPS))
+        groups = max(GROUPS, -(-report.samples_valid // GROUP_SAMPLES))
+        per = min(per, -(-len(devices) // groups))
     bounds = list(range(0, len(devices), per)) + [len(devices)]
     token = tokenize(tuple(p.key for p in parsed), step, how, duplicates, grid_start, n_bins)
     metric_index = {m: i for i, m in enumerate(names)}
@@ -500,35 +502,38 @@ def _split(parsed: Parsed, devices, metric_index, bounds):
     else:
         met = None
     if len(bounds) == 2:  # one group: nothing to cut
-        return ((dev, met, parsed.times, parsed.values),)
+        return ((dev.astype(np.int32), met, parsed.times, parsed.values),)
     group = np.searchsorted(np.asarray(bounds[1:]), dev, side="right").astype(
         np.int16 if len(bounds) < 2**15 else np.int32)
     order = np.argsort(group, kind="stable")  # a radix sort on small integers
     cuts = np.searchsorted(group[order], np.arange(1, len(bounds) - 1))
     out = []
     for k, idx in enumerate(np.split(order, cuts)):
-        out.append((dev[idx] - bounds[k], None if met is None else met[idx],
-                    parsed.times[idx], parsed.values[idx]))
+        out.append(((dev[idx] - bounds[k]).astype(np.int32),
+                    None if met is None else met[idx], parsed.times[idx], parsed.values[idx]))
     return tuple(out)
 
 
 def _assemble(pieces, n_dev, names, devices, start, step, n_bins, how, policy):
     n_m = len(names)
-    series, times, values = [], [], []
-    for dev, met, t, v in pieces:
+    # one allocation for the group's valid samples, filled piece by piece
+    valid = [~np.isnan(v) for _, _, _, v in pieces]
+    total = sum(int(m.sum()) for m in valid)
+    s = np.empty(total, np.int64)
+    t = np.empty(total, np.int64)
+    v = np.empty(total, np.float64)
+    at = 0
+    for (dev, met, times, values), ok in zip(pieces, valid, strict=True):
         if met is None:  # wide: one sample per metric column
-            series.append((dev[:, None].astype(np.int64) * n_m + np.arange(n_m)).ravel())
-            times.append(np.repeat(t, n_m))
-            values.append(v.ravel())
+            series = dev[:, None].astype(np.int64) * n_m + np.arange(n_m)
+            times = np.broadcast_to(times[:, None], values.shape)
         else:
-            series.append(dev.astype(np.int64) * n_m + met)
-            times.append(t)
-            values.append(v)
-    s = np.concatenate(series) if series else np.zeros(0, np.int64)
-    t = np.concatenate(times) if times else np.zeros(0, np.int64)
-    v = np.concatenate(values) if values else np.zeros(0)
-    valid = ~np.isnan(v)
-    s, t, v = s[valid], t[valid], v[valid]
+            series = dev.astype(np.int64) * n_m + met
+        k = int(ok.sum())
+        s[at:at + k] = series[ok]
+        t[at:at + k] = times[ok]
+        v[at:at + k] = values[ok]
+        at += k
     s, t, v, dups = _dedupe(s, t, v, n_dev * n_m, policy, names, devices)
     stats = {"mean": (), "sum": (), "count": (), "min": ("min",), "max": ("max",),
              "first": ("first",), "last": ("last",)}[how]
