@@ -60,19 +60,25 @@ def chunking(draw):
             "device": draw(st.sampled_from([1, 2, 3]))}
 
 
+def lazy_and_eager(make, ds, chunks, rtol):
+    """``make`` on ``ds`` chunked: lazy, then computed equal to the in-memory result."""
+    eager = make(ds.telemetry)
+    with raise_if_dask_computes():
+        lazy = make(ds.chunk(chunks).telemetry)
+    assert lazy.temperature.chunks is not None
+    computed = lazy.compute(scheduler="sync")
+    xr.testing.assert_allclose(computed, eager.assign_attrs(history=computed.history),
+                               rtol=rtol, atol=rtol)
+    return computed
+
+
 @pytest.mark.parametrize("op", list(OPERATIONS))
 @settings(max_examples=6, deadline=None)
 @given(chunks=chunking())
 def test_any_chunking_gives_the_one_chunk_result(op, chunks):
     ds = IRREGULAR if op in NEEDS_IRREGULAR else FLEET
     ds = ds[["temperature", "pressure"]]
-    eager = OPERATIONS[op](ds.telemetry)
-    with raise_if_dask_computes():
-        lazy = OPERATIONS[op](ds.chunk(chunks).telemetry)
-    assert lazy.temperature.chunks is not None
-    computed = lazy.compute(scheduler="sync")
-    xr.testing.assert_allclose(computed, eager.assign_attrs(history=computed.history),
-                               rtol=1e-10, atol=1e-10)
+    computed = lazy_and_eager(OPERATIONS[op], ds, chunks, 1e-10)
     assert computed.temperature.dims == ("device", "time")
     assert computed.coords.equals(ds.coords)
     assert computed.attrs["history"].count("\n") == ds.attrs["history"].count("\n") + (
@@ -83,14 +89,8 @@ def test_any_chunking_gives_the_one_chunk_result(op, chunks):
 @settings(max_examples=6, deadline=None)
 @given(chunks=chunking())
 def test_any_chunking_regularize_and_downsample(op, chunks):
-    ds = IRREGULAR[["temperature", "pressure"]]
-    eager = RESHAPING[op](ds.telemetry)
-    with raise_if_dask_computes():
-        lazy = RESHAPING[op](ds.chunk(chunks).telemetry)
-    assert lazy.temperature.chunks is not None
-    computed = lazy.compute(scheduler="sync")
-    xr.testing.assert_allclose(computed, eager.assign_attrs(history=computed.history),
-                               rtol=1e-12, atol=0)
+    computed = lazy_and_eager(RESHAPING[op], IRREGULAR[["temperature", "pressure"]], chunks,
+                              1e-12)
     assert computed.temperature.attrs["units"] == "degC"
 
 
