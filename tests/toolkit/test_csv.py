@@ -277,6 +277,10 @@ def test_clear_errors(tmp_path):
         read_csv([path, other], freq="1min")
     with pytest.raises(ValueError, match="duplicates must be one of"):
         read_csv(path, duplicates="median")
+    with pytest.raises(ValueError, match="freq must be a positive duration"):
+        read_csv(path, freq="-1min")
+    with pytest.raises(LoadError, match=r"units name metrics \['voltage'\]"):
+        read_csv(path, freq="1min", units={"voltage": "V"})
 
 
 def test_raw_samples_as_a_dask_dataframe(tmp_path):

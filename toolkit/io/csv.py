@@ -236,7 +236,7 @@ def _parse_all(paths, *, blocksize, on_bad_rows, quarantine, schema_kwargs):
             writer.writerows([(p, n, fl or "", w, t) for p, n, t, fl, w in rejected])
         report.quarantine = str(out)
         report.first_rejections = [f"{p}:{n} {w}" for p, n, _, _, w in rejected[:5]]
-    return files, schema, blocks, parsed, summaries, report
+    return files, schema, parsed, summaries, report
 
 
 def _parse_summary(block, schema) -> dict:
@@ -405,11 +405,15 @@ def read_csv(
     if duplicates not in DUPLICATES:
         raise ValueError(f"duplicates must be one of {DUPLICATES}, got "
                          f"duplicates={duplicates!r}")
+    if freq is not None:
+        step = pd.Timedelta(freq)
+        if step <= pd.Timedelta(0):
+            raise ValueError(f"freq must be a positive duration, got freq={freq!r}")
     schema_kwargs = dict(layout=layout, sep=sep, decimal=decimal, device=device, time=time,
                          time_format=time_format, timezone=timezone, metric=metric,
                          value=value, metrics=metrics, missing=missing, units=units,
                          ignore=ignore, device_pattern=device_pattern, encoding=encoding)
-    files, schema, blocks, parsed, summaries, report = _parse_all(
+    files, schema, parsed, summaries, report = _parse_all(
         paths, blocksize=blocksize, on_bad_rows=on_bad_rows, quarantine=quarantine,
         schema_kwargs=schema_kwargs)
     devices = np.array(sorted({d for s in summaries for d in s["devices"]}), dtype=str)
@@ -418,6 +422,10 @@ def read_csv(
     if not len(devices) or not names:
         raise LoadError(f"no samples in {files[0]}{' and the others' if len(files) > 1 else ''}"
                         f": every row was empty or rejected ({report.rows_rejected} rejected)")
+    unknown_units = sorted(set(schema.units) - set(names))
+    if unknown_units:
+        raise LoadError(f"units name metrics {unknown_units} that the files do not have "
+                        f"(metrics: {names})")
     if freq is None:
         steps = [s["step"] for s in summaries if s["step"] > 0]
         if not steps:
@@ -428,10 +436,6 @@ def read_csv(
         warnings.warn(f"read_csv: no freq given; regularising onto {step} bins, the "
                       "dominant step between samples. Pass freq=... to choose another.",
                       InferredFrequencyWarning, stacklevel=2)
-    else:
-        step = pd.Timedelta(freq)
-        if step <= pd.Timedelta(0):
-            raise ValueError(f"freq must be a positive duration, got freq={freq!r}")
     s_ns = int(step.value)
     tmin = min(s["tmin"] for s in summaries if s["tmin"] is not None)
     tmax = max(s["tmax"] for s in summaries if s["tmax"] is not None)
@@ -480,10 +484,6 @@ def read_csv(
                      {"long_name": m, **({"units": schema.units[m]}
                                          if m in schema.units else {})})
             variables[name] = ((DEVICE, TIME), dsa.concatenate(blocks_, axis=0), attrs)
-    unknown_units = sorted(set(schema.units) - set(names))
-    if unknown_units:
-        raise LoadError(f"units name metrics {unknown_units} that the files do not have "
-                        f"(metrics: {names})")
     times = pd.DatetimeIndex(grid_start + s_ns * np.arange(n_bins, dtype=np.int64)).values
     source = files[0] if len(files) == 1 else f"{files[0]} and {len(files) - 1} more files"
     ds = xr.Dataset(variables, coords={DEVICE: devices.astype(object), TIME: times},
@@ -631,7 +631,7 @@ def read_csv_samples(paths, *, on_bad_rows: str = "raise", quarantine="quarantin
     """
     import dask.dataframe as dd
 
-    _, _, _, parsed, _, report = _parse_all(
+    _, _, parsed, _, report = _parse_all(
         paths, blocksize=blocksize, on_bad_rows=on_bad_rows, quarantine=quarantine,
         schema_kwargs=schema)
     meta = _frame(Parsed(None, np.array([], object), np.zeros(0, np.int32),

@@ -66,7 +66,7 @@ class Parsed:
 
     def summary(self) -> dict:
         """What the client needs to plan the grid and the report (small)."""
-        valid = np.isfinite(self.values) | np.isinf(self.values)
+        valid = ~np.isnan(self.values)
         step = 0
         if self.rows > 1:
             first = self.device_codes[: 200_000] == self.device_codes[0]
