@@ -133,7 +133,7 @@ def regularize(obj, freq, how: str = "mean", *, dim: str = TIME):
     >>> hourly = regularize(ds, "1h")
     >>> hourly.sizes["time"], int(hourly.temperature_count[0, 0])
     (3, 60)
-    >>> float(hourly.temperature[0, 0]) == float(ds.temperature[0, :60].mean())
+    >>> bool(np.isclose(hourly.temperature[0, 0], ds.temperature[0, :60].mean(), rtol=1e-15))
     True
     """
     if how not in HOWS:
