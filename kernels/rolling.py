@@ -15,7 +15,7 @@ from numba import njit
 
 from ._wrap import JIT_OPTIONS, apply_last_axis, as_float_array, check_window
 
-# statistic codes of _move_moments
+# statistic codes of the moments loops (_make_moments)
 _SUM, _MEAN, _VAR, _STD, _ZSCORE = 0, 1, 2, 3, 4
 
 # The shifted sums are rebuilt from the window's values every
@@ -31,7 +31,7 @@ _CANCELLATION = 1e6
 @njit(inline="always")
 def _statistic(stat, n, s1, s2, k, min_count, ddof, pos_inf, neg_inf, constant,
                last_valid):
-    """One statistic of a window from its shifted sums (see _move_moments)."""
+    """One statistic of a window from its shifted sums (see _make_moments)."""
     n_inf = pos_inf + neg_inf
     count = n + n_inf
     if count < min_count:
@@ -55,120 +55,130 @@ def _statistic(stat, n, s1, s2, k, min_count, ddof, pos_inf, neg_inf, constant,
     return np.sqrt(var) if stat == _STD else var
 
 
-@njit(**JIT_OPTIONS)
-def _move_moments(a, window, min_count, ddof, stat, out):
-    every = max(window, _REBUILD_EVERY)
-    for r in range(a.shape[0]):
-        x = a[r]
-        # Sums of (x - k) and (x - k)**2 over the window, shifted by k (the
-        # first finite sample, later a recent window mean): 1e5 + noise keeps
-        # its digits because x - k is small, and exact when x and k are close.
-        # Every `every` samples the sums are rebuilt from the window's values
-        # around a fresh k, so the rounding of adding and removing never
-        # accumulates for long.
-        k = 0.0
-        for j in range(x.shape[0]):
-            if x[j] - x[j] == 0.0:
-                k = x[j]
-                break
-        n = 0
-        s1 = 0.0
-        s2 = 0.0
-        n_pos = 0  # infinities are counted aside, never put into the sums
-        n_neg = 0
-        # The newest run of equal valid samples starts at last_change and has
-        # `run` valid samples. When it started before the window, or when all
-        # valid samples of the window belong to it, they all equal last_valid
-        # and mean and var are exact.
-        last_change = 0
-        run = 0
-        last_valid = np.nan
-        next_rebuild = every
-        for i in range(x.shape[0]):
-            v = x[i]
-            if stat == _ZSCORE:
-                # z[i] compares x[i] with the window before it, the state the
-                # previous step left
-                constant = last_change <= i - window or run == n
-                if n_pos + n_neg or n < min_count or n <= ddof:
-                    out[r, i] = np.nan
-                elif constant:
-                    out[r, i] = (v - last_valid) / 0.0
-                else:
-                    # (v - k) first: forming the mean near a large offset would
-                    # round away the digits of a small deviation
-                    std = np.sqrt(max(s2 - s1 * s1 / n, 0.0) / (n - ddof))
-                    out[r, i] = ((v - k) - s1 / n) / std
-            # the sample entering; v - v == 0 tells a finite v in one test
-            if v - v == 0.0:
-                d = v - k
-                n += 1
-                s1 += d
-                s2 += d * d
-                if v != last_valid:
-                    last_change = i
-                    run = 0
-                run += 1
-                last_valid = v
-            elif v == v:
-                if v > 0:
-                    n_pos += 1
-                else:
-                    n_neg += 1
-                if v != last_valid:
-                    last_change = i
-                    run = 0
-                run += 1
-                last_valid = v
-            # the sample leaving
-            if i >= window:
-                u = x[i - window]
-                if u - u == 0.0:
-                    d = u - k
-                    n -= 1
-                    s1 -= d
-                    s2 -= d * d
-                    if n == 0:  # an empty window forgets its rounding residue
+def _make_moments(stat):
+    # One compiled loop per statistic: `stat` is a constant of the closure, so
+    # the branches of the other statistics (and the squared sums of a mean)
+    # compile away. Numba keys its cache on closure values: each loop caches
+    # apart.
+    @njit(**JIT_OPTIONS)
+    def _move_moments(a, window, min_count, ddof, out):
+        every = max(window, _REBUILD_EVERY)
+        for r in range(a.shape[0]):
+            x = a[r]
+            # Sums of (x - k) and (x - k)**2 over the window, shifted by k (the
+            # first finite sample, later a recent window mean): 1e5 + noise keeps
+            # its digits because x - k is small, and exact when x and k are close.
+            # Every `every` samples the sums are rebuilt from the window's values
+            # around a fresh k, so the rounding of adding and removing never
+            # accumulates for long.
+            k = 0.0
+            for j in range(x.shape[0]):
+                if x[j] - x[j] == 0.0:
+                    k = x[j]
+                    break
+            n = 0
+            s1 = 0.0
+            s2 = 0.0
+            n_pos = 0  # infinities are counted aside, never put into the sums
+            n_neg = 0
+            # The newest run of equal valid samples starts at last_change and has
+            # `run` valid samples. When it started before the window, or when all
+            # valid samples of the window belong to it, they all equal last_valid
+            # and mean and var are exact.
+            last_change = 0
+            run = 0
+            last_valid = np.nan
+            next_rebuild = every
+            for i in range(x.shape[0]):
+                v = x[i]
+                if stat == _ZSCORE:
+                    # z[i] compares x[i] with the window before it, the state the
+                    # previous step left
+                    constant = last_change <= i - window or run == n
+                    if n_pos + n_neg or n < min_count or n <= ddof:
+                        out[r, i] = np.nan
+                    elif constant:
+                        out[r, i] = (v - last_valid) / 0.0
+                    else:
+                        # (v - k) first: forming the mean near a large offset would
+                        # round away the digits of a small deviation
+                        std = np.sqrt(max(s2 - s1 * s1 / n, 0.0) / (n - ddof))
+                        out[r, i] = ((v - k) - s1 / n) / std
+                # the sample entering; v - v == 0 tells a finite v in one test
+                if v - v == 0.0:
+                    d = v - k
+                    n += 1
+                    s1 += d
+                    s2 += d * d
+                    if v != last_valid:
+                        last_change = i
+                        run = 0
+                    run += 1
+                    last_valid = v
+                elif v == v:
+                    if v > 0:
+                        n_pos += 1
+                    else:
+                        n_neg += 1
+                    if v != last_valid:
+                        last_change = i
+                        run = 0
+                    run += 1
+                    last_valid = v
+                # the sample leaving
+                if i >= window:
+                    u = x[i - window]
+                    if u - u == 0.0:
+                        d = u - k
+                        n -= 1
+                        s1 -= d
+                        s2 -= d * d
+                        if n == 0:  # an empty window forgets its rounding residue
+                            s1 = 0.0
+                            s2 = 0.0
+                    elif u == u:
+                        if u > 0:
+                            n_pos -= 1
+                        else:
+                            n_neg -= 1
+                constant = last_change <= i - window + 1 or run == n
+                # Rebuild on schedule, or at once when the window mean has moved
+                # more than 1000 standard deviations from k: the variance would
+                # then lose digits to cancellation (s2 and s1**2/n nearly equal).
+                if i == next_rebuild or (
+                    stat != _SUM and stat != _MEAN and not constant and n > 1
+                    # (mean - k)**2 > C * var, multiplied out: no division per step
+                    and s1 * s1 * (1.0 + _CANCELLATION) > _CANCELLATION * n * s2
+                ):
+                    next_rebuild = i + every
+                    if n > 0:
+                        k = k + s1 / n
                         s1 = 0.0
                         s2 = 0.0
-                elif u == u:
-                    if u > 0:
-                        n_pos -= 1
+                        for j in range(i - window + 1, i + 1):
+                            u = x[j]
+                            if u - u == 0.0:
+                                d = u - k
+                                s1 += d
+                                s2 += d * d
+                if stat != _ZSCORE:
+                    if n >= min_count and n_pos + n_neg == 0 and not constant and n > ddof:
+                        # the common case in one test; _statistic sorts out the rest
+                        if stat == _MEAN:
+                            out[r, i] = k + s1 / n
+                        elif stat == _SUM:
+                            out[r, i] = k * n + s1
+                        else:
+                            var = max(s2 - s1 * s1 / n, 0.0) / (n - ddof)
+                            out[r, i] = np.sqrt(var) if stat == _STD else var
                     else:
-                        n_neg -= 1
-            constant = last_change <= i - window + 1 or run == n
-            # Rebuild on schedule, or at once when the window mean has moved
-            # more than 1000 standard deviations from k: the variance would
-            # then lose digits to cancellation (s2 and s1**2/n nearly equal).
-            if i == next_rebuild or (
-                stat != _SUM and stat != _MEAN and not constant and n > 1
-                # (mean - k)**2 > C * var, multiplied out: no division per step
-                and s1 * s1 * (1.0 + _CANCELLATION) > _CANCELLATION * n * s2
-            ):
-                next_rebuild = i + every
-                if n > 0:
-                    k = k + s1 / n
-                    s1 = 0.0
-                    s2 = 0.0
-                    for j in range(i - window + 1, i + 1):
-                        u = x[j]
-                        if u - u == 0.0:
-                            d = u - k
-                            s1 += d
-                            s2 += d * d
-            if stat != _ZSCORE:
-                if n >= min_count and n_pos + n_neg == 0 and not constant and n > ddof:
-                    # the common case in one test; _statistic sorts out the rest
-                    if stat == _MEAN:
-                        out[r, i] = k + s1 / n
-                    elif stat == _SUM:
-                        out[r, i] = k * n + s1
-                    else:
-                        var = max(s2 - s1 * s1 / n, 0.0) / (n - ddof)
-                        out[r, i] = np.sqrt(var) if stat == _STD else var
-                else:
-                    out[r, i] = _statistic(stat, n, s1, s2, k, min_count, ddof, n_pos,
-                                           n_neg, constant, last_valid)
+                        out[r, i] = _statistic(stat, n, s1, s2, k, min_count, ddof, n_pos,
+                                               n_neg, constant, last_valid)
+
+    return _move_moments
+
+
+_MOMENTS = {stat: _make_moments(stat) for stat in (_SUM, _MEAN, _VAR, _STD, _ZSCORE)}
 
 
 @njit(**JIT_OPTIONS)
@@ -284,8 +294,7 @@ def _moments(a, window, min_count, axis, stat, ddof=0):
     arr = as_float_array(a)
     window, min_count = check_window(window, min_count)
     return apply_last_axis(
-        _move_moments, arr, axis, np.int64(window), np.int64(min_count),
-        np.int64(ddof), np.int64(stat),
+        _MOMENTS[stat], arr, axis, np.int64(window), np.int64(min_count), np.int64(ddof),
     )
 
 

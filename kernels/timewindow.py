@@ -29,7 +29,7 @@ def _time_moments(a, t, span, min_count, ddof, stat, out):
     for r in range(a.shape[0]):
         x = a[r]
         tt = t[r if t.shape[0] > 1 else 0]
-        # the same shifted sums as rolling._move_moments, with a left edge
+        # the same shifted sums as rolling._make_moments, with a left edge
         # that follows the times instead of a fixed number of samples
         k = 0.0
         for j in range(x.shape[0]):
