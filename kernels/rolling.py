@@ -13,7 +13,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._wrap import JIT_OPTIONS, apply_last_axis, as_float_array, check_window
+from ._wrap import (
+    JIT_OPTIONS,
+    apply_last_axis,
+    as_float_array,
+    as_series,
+    check_window,
+    from_series,
+)
 
 # statistic codes of the moments loops (_make_moments)
 _SUM, _MEAN, _VAR, _STD, _ZSCORE = 0, 1, 2, 3, 4
@@ -182,6 +189,143 @@ _MOMENTS = {stat: _make_moments(stat) for stat in (_SUM, _MEAN, _VAR, _STD, _ZSC
 
 
 @njit(**JIT_OPTIONS)
+def _recentre(x, i, window, n, k, s1, s2):
+    """Shift sums of the window ending at ``i`` about a new k, their mean."""
+    k = k + s1 / n
+    s1 = 0.0
+    s2 = 0.0
+    for j in range(max(i - window + 1, 0), i + 1):
+        u = x[j]
+        if u == u:
+            d = u - k
+            s1 += d
+            s2 += d * d
+    return k, s1, s2
+
+
+def _make_fast_moments(stat):
+    # The loop for the common case: a series without infinities. It is lean
+    # because everything the careful loop (_make_moments) tracks per sample
+    # is either cheap here or caught afterwards:
+    # - NaN is left out without a branch; an infinity is NOT left out, so it
+    #   turns the sums into inf or NaN, where they stay until the next
+    #   rebuild. The sums are checked before every rebuild and at the end;
+    #   a series whose sums went non-finite is marked in `bad` and redone by
+    #   the careful loop (sums that overflow land there too).
+    # - Whether the window is constant comes from `boundary`, the last valid
+    #   sample before the newest change of value: once it has left the
+    #   window, every valid sample in it is equal (NaN in between or not).
+    # - The sums are rebuilt around a fresh k every `every` samples, and at
+    #   once when the variance would lose digits to cancellation, as in the
+    #   careful loop.
+    # - The series is walked in blocks through slices indexed from 0, so the
+    #   compiled loop carries no negative-index handling; the samples leaving
+    #   the first window come from a slice of NaN, so one loop body serves.
+    # (Written out in one body: with the step in an inlined helper, the
+    # cancellation check made the std loop 8x slower.)
+    moments = stat != _SUM and stat != _MEAN
+
+    @njit(**JIT_OPTIONS)
+    def _fast_moments(a, window, min_count, ddof, out, bad):
+        n_time = a.shape[1]
+        every = max(window, _REBUILD_EVERY)
+        need = max(min_count, ddof + 1)
+        pad = np.empty(window, dtype=a.dtype)
+        pad[:] = np.nan
+        # reciprocals by count: a multiplication instead of a division per
+        # sample (divisions and square roots share one slow unit)
+        inv = np.empty(window + 1)
+        inv_dof = np.empty(window + 1)
+        inv[0] = np.nan
+        for c in range(1, window + 1):
+            inv[c] = 1.0 / c
+        for c in range(window + 1):
+            inv_dof[c] = 1.0 / (c - ddof) if c > ddof else np.nan
+        for r in range(a.shape[0]):
+            x = a[r]
+            o = out[r]
+            k = 0.0
+            for j in range(n_time):
+                if x[j] - x[j] == 0.0:
+                    k = x[j]
+                    break
+            n = 0
+            s1 = 0.0
+            s2 = 0.0
+            last_valid = np.nan
+            last_idx = -1
+            boundary = -1
+            start = 0
+            while start < n_time:
+                if s1 - s1 != 0.0 or s2 - s2 != 0.0:
+                    break  # an infinity: the careful loop takes over
+                if start >= window:
+                    if n > 0:
+                        k, s1, s2 = _recentre(x, start - 1, window, n, k, s1, s2)
+                    stop = min(start + every, n_time)
+                    xl = x[start - window:stop - window]
+                else:
+                    stop = min(window, n_time)
+                    xl = pad[:stop]
+                xb = x[start:stop]
+                ob = o[start:stop]
+                # positions relative to the block: the window's first sample
+                # is j - window + 1, so the window is constant once the
+                # boundary is at or before j - window
+                bnd = boundary - start
+                lidx = last_idx - start
+                for j in range(stop - start):
+                    v = xb[j]
+                    valid = v == v
+                    d = v - k if valid else 0.0
+                    n += valid
+                    changed = valid and v != last_valid
+                    bnd = lidx if changed else bnd
+                    lidx = j if valid else lidx
+                    last_valid = v if valid else last_valid
+                    u = xl[j]
+                    left = u == u
+                    e = u - k if left else 0.0
+                    n -= left
+                    s1 += d - e
+                    if moments:
+                        s2 += d * d - e * e
+                    constant = bnd <= j - window
+                    if moments:
+                        # s1**2 / n against the centred sum s2 - s1**2 / n:
+                        # (mean - k)**2 > C * variance, multiplied out
+                        q = s1 * s1 * inv[n]
+                        if not constant and n > 1 and q > _CANCELLATION * (s2 - q):
+                            k, s1, s2 = _recentre(x, start + j, window, n, k, s1, s2)
+                            q = s1 * s1 * inv[n]
+                    if n < need:
+                        ob[j] = np.nan
+                    elif constant:
+                        if stat == _MEAN:
+                            ob[j] = last_valid
+                        elif stat == _SUM:
+                            ob[j] = last_valid * n
+                        else:
+                            ob[j] = 0.0
+                    elif stat == _MEAN:
+                        ob[j] = k + s1 * inv[n]
+                    elif stat == _SUM:
+                        ob[j] = k * n + s1
+                    else:
+                        var = max(s2 - q, 0.0) * inv_dof[n]
+                        ob[j] = np.sqrt(var) if stat == _STD else var
+                boundary = bnd + start
+                last_idx = lidx + start
+                start = stop
+            bad[r] = s1 - s1 != 0.0 or s2 - s2 != 0.0
+
+    return _fast_moments
+
+
+_FAST_MOMENTS = {stat: _make_fast_moments(stat) for stat in (_SUM, _MEAN, _VAR, _STD)}
+
+
+@njit(**JIT_OPTIONS)
 def _move_extreme(a, window, min_count, is_max, out):
     # Monotone deque of indices, kept in a ring of `window` slots: the values
     # at the queued indices decrease (max) or increase (min) from front to
@@ -293,9 +437,21 @@ def _extreme(a, window, min_count, axis, is_max):
 def _moments(a, window, min_count, axis, stat, ddof=0):
     arr = as_float_array(a)
     window, min_count = check_window(window, min_count)
-    return apply_last_axis(
-        _MOMENTS[stat], arr, axis, np.int64(window), np.int64(min_count), np.int64(ddof),
-    )
+    params = (np.int64(window), np.int64(min_count), np.int64(ddof))
+    if stat == _ZSCORE:
+        return apply_last_axis(_MOMENTS[stat], arr, axis, *params)
+    series, shape = as_series(arr, axis)
+    out = np.empty(series.shape, dtype=arr.dtype)
+    if series.size:
+        bad = np.zeros(series.shape[0], dtype=np.bool_)
+        _FAST_MOMENTS[stat](series, *params, out, bad)
+        if bad.any():
+            # series with an infinity (or sums overflowing): the careful loop
+            rows = np.flatnonzero(bad)
+            redo = np.empty((rows.size, series.shape[1]), dtype=arr.dtype)
+            _MOMENTS[stat](series[rows], *params, redo)
+            out[rows] = redo
+    return from_series(out, shape, axis)
 
 
 def move_sum(a, window: int, min_count: int | None = None, axis: int = -1):

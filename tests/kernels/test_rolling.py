@@ -171,6 +171,44 @@ def test_large_offset_is_not_cancelled():
     np.testing.assert_allclose(got, expected, rtol=1e-8)
 
 
+@pytest.mark.parametrize("stat", ["sum", "mean", "var", "std"])
+def test_rows_with_and_without_infinities_in_one_array(stat):
+    # Series without infinities take a lean loop, the others a careful one;
+    # a level jump (recentring), a stuck stretch with NaN inside (exact
+    # constant windows) and infinities meet in one 2-D call.
+    rng = np.random.default_rng(11)
+    n, window = 3000, 50
+    jump = np.concatenate([rng.standard_normal(n // 2),
+                           1e9 + rng.standard_normal(n - n // 2)])
+    stuck = 20.0 + rng.standard_normal(n)
+    stuck[1000:1400] = 21.3
+    stuck[1100:1110] = np.nan
+    with_inf = stuck.copy()
+    with_inf[[200, 1600, 2500]] = [np.inf, -np.inf, np.inf]
+    x = np.stack([jump, stuck, with_inf, jump[::-1].copy()])
+    got = STATS[stat][0](x, window, 10)
+    for row in range(x.shape[0]):
+        expected = slow_moving(x[row], window, 10, stat)
+        if stat in ("var", "std"):
+            # exact zero for windows inside the stuck stretch
+            inside = slice(1000 + window - 1, 1400)
+            if row in (1, 2):
+                assert (got[row, inside] == 0.0).all()
+            np.testing.assert_allclose(got[row] ** (2 if stat == "std" else 1),
+                                       expected ** (2 if stat == "std" else 1),
+                                       rtol=1e-9, atol=1e-9)
+        else:
+            if row in (1, 2) and stat == "mean":
+                assert (got[row, 1000 + window - 1:1400] == 21.3).all()
+            # a sum keeps an absolute error of about eps times the largest
+            # value since the last rebuild (as bottleneck's running sums):
+            # after the jump back from 1e9 that is ~1e-7 per sample
+            scale = np.abs(x[row][np.isfinite(x[row])]).max()
+            np.testing.assert_allclose(got[row], expected, rtol=1e-12,
+                                       atol=1e-12 + 1e-13 * scale * window)
+        np.testing.assert_array_equal(np.isnan(got[row]), np.isnan(expected))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
