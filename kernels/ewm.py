@@ -134,6 +134,71 @@ def _ewm(a, times, halflife, alpha, adjust, ignore_na, min_count, bias, stat, va
         last_time[r] = t_prev
 
 
+@njit(inline="always", fastmath={"contract"})
+def _ewm_mean_step(v, mean, old_wt, nobs, decay, new_wt, adjust, ignore_na, min_count):
+    """One sample of the exponentially weighted mean: (result, mean, old_wt, nobs)."""
+    is_obs = v - v == 0.0
+    nobs += is_obs
+    started = mean == mean
+    if adjust:
+        # the weight of past and present after this sample: one fused
+        # multiply-add on the chain; the sample's share of it, new_wt /
+        # grown, is pandas' new_wt / (old_wt + new_wt)
+        grown = old_wt * decay + (new_wt if is_obs else 0.0)
+        if ignore_na and not is_obs:
+            grown = old_wt
+        share = new_wt / grown
+    else:
+        decayed = old_wt * decay
+        share = new_wt / (decayed + new_wt)
+        grown = 1.0 if is_obs else (old_wt if ignore_na else decayed)
+    if is_obs:
+        # v == mean leaves the mean exact, as pandas' guard does
+        mean = mean + share * (v - mean) if started else v
+    if started:
+        old_wt = grown
+    result = mean if nobs >= min_count and started | is_obs else np.nan
+    return result, mean, old_wt, nobs
+
+
+@njit(**JIT_OPTIONS, fastmath={"contract"})
+def _ewm_mean_steps(a, alpha, adjust, ignore_na, min_count, values, out):
+    # The mean with a decay per sample (no times): _ewm's recurrence, arranged
+    # so that the chains from one sample to the next are short: pandas'
+    # (old_wt * mean + new_wt * v) / (old_wt + new_wt) divides on the chain
+    # of the mean; here the sample's share is formed off it, from the
+    # weights, which do not depend on the data. Two series go through the
+    # loop side by side, so that one's chain runs while the other's waits.
+    # "contract" only lets a multiply and an add fuse (one rounding instead
+    # of two); NaN and inf behave as without it.
+    decay = 1.0 - alpha
+    new_wt = 1.0 if adjust else alpha
+    n_rows = a.shape[0]
+    for r in range(0, n_rows - 1, 2):
+        x0 = a[r]
+        x1 = a[r + 1]
+        o0 = out[r]
+        o1 = out[r + 1]
+        mean0, old_wt0, nobs0 = values[r, _M], values[r, _OLD_WT], values[r, _NOBS]
+        mean1, old_wt1, nobs1 = values[r + 1, _M], values[r + 1, _OLD_WT], values[r + 1, _NOBS]
+        for i in range(x0.shape[0]):
+            o0[i], mean0, old_wt0, nobs0 = _ewm_mean_step(
+                x0[i], mean0, old_wt0, nobs0, decay, new_wt, adjust, ignore_na, min_count)
+            o1[i], mean1, old_wt1, nobs1 = _ewm_mean_step(
+                x1[i], mean1, old_wt1, nobs1, decay, new_wt, adjust, ignore_na, min_count)
+        values[r, _M], values[r, _OLD_WT], values[r, _NOBS] = mean0, old_wt0, nobs0
+        values[r + 1, _M], values[r + 1, _OLD_WT], values[r + 1, _NOBS] = mean1, old_wt1, nobs1
+    if n_rows % 2:
+        r = n_rows - 1
+        x0 = a[r]
+        o0 = out[r]
+        mean0, old_wt0, nobs0 = values[r, _M], values[r, _OLD_WT], values[r, _NOBS]
+        for i in range(x0.shape[0]):
+            o0[i], mean0, old_wt0, nobs0 = _ewm_mean_step(
+                x0[i], mean0, old_wt0, nobs0, decay, new_wt, adjust, ignore_na, min_count)
+        values[r, _M], values[r, _OLD_WT], values[r, _NOBS] = mean0, old_wt0, nobs0
+
+
 def resolve_alpha(com=None, span=None, halflife=None, alpha=None) -> float:
     """The smoothing factor from exactly one of pandas' four parametrisations.
 
@@ -187,8 +252,13 @@ def _run(stat, a, com, span, halflife, alpha, times, min_count, adjust, ignore_n
                      initial.last_time[:, None], "state")[:, 0].copy(),
     )
     out = np.empty(series.shape, dtype=arr.dtype)
-    _ewm(series, t, step_halflife, alpha_value, bool(adjust), bool(ignore_na),
-         float(max(min_count, 1)), bool(bias), stat, state.values, state.last_time, out)
+    if stat == _MEAN and times is None:
+        _ewm_mean_steps(series, alpha_value, bool(adjust), bool(ignore_na),
+                        float(max(min_count, 1)), state.values, out)
+    else:
+        _ewm(series, t, step_halflife, alpha_value, bool(adjust), bool(ignore_na),
+             float(max(min_count, 1)), bool(bias), stat, state.values, state.last_time,
+             out)
     result = from_series(out, moved_shape, axis)
     if return_state:
         return result, EwmState(state.values.reshape(*lead, 6),

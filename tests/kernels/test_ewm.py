@@ -87,6 +87,23 @@ def test_time_aware_variance_matches_a_plain_loop_and_splits():
     np.testing.assert_array_equal(np.concatenate([first, rest]), got)
 
 
+@pytest.mark.parametrize("adjust", [True, False])
+@pytest.mark.parametrize("ignore_na", [True, False])
+def test_mean_of_many_series_matches_pandas(adjust, ignore_na):
+    # the mean runs two series side by side; an odd count leaves one alone
+    rng = np.random.default_rng(5)
+    x = 50.0 + rng.standard_normal((5, 400))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    x[1, :30] = np.nan
+    x[2] = np.where(np.isnan(x[2]), np.nan, 7.25)  # constant: the mean stays exact
+    x[3, 200] = np.inf
+    got = ewm_mean(x, span=12, adjust=adjust, ignore_na=ignore_na, min_count=3)
+    expected = pd.DataFrame(x.T).ewm(span=12, adjust=adjust, ignore_na=ignore_na,
+                                     min_periods=3).mean().to_numpy().T
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert (got[2, 10:] == 7.25).all()
+
+
 def test_nd_input_and_state_shape():
     x = np.random.default_rng(0).standard_normal((2, 3, 50))
     out, state = ewm_std(x, span=5, return_state=True)
