@@ -1,6 +1,8 @@
-"""Rolling median and quantiles by sample count, in O(n log w).
+"""Rolling median and quantiles by sample count.
 
-Two indexed heaps hold the valid samples of the window: ``lo`` the smallest
+Short windows (up to ``_SORTED_UP_TO`` samples) keep the valid samples in one
+sorted array: see ``_move_quantile_sorted``. Longer ones, in O(n log w): two
+indexed heaps hold the valid samples of the window: ``lo`` the smallest
 ones (a max-heap, stored negated as a min-heap) and ``hi`` the rest. ``lo``
 holds exactly ``floor(q * (count - 1)) + 1`` samples, so its top and ``hi``'s
 top are the two order statistics the quantile interpolates between. Each
@@ -20,6 +22,8 @@ from numba import njit
 from ._wrap import JIT_OPTIONS, apply_last_axis, as_float_array, check_window
 
 _NONE = -1
+# windows up to this many samples use the sorted-array loop, longer ones the heaps
+_SORTED_UP_TO = 384
 
 
 @njit(inline="always")
@@ -127,20 +131,91 @@ def _move_quantile(a, window, min_count, q, key, slot, pos, heap_of, size, out):
                 out[r, i] = np.nan
                 continue
             low = -key[0, 0]
-            frac = h - below
-            if frac == 0.0 or size[1] == 0:
-                out[r, i] = low
+            out[r, i] = _between(low, key[1, 0], h - below, size[1] > 0)
+
+
+@njit(inline="always")
+def _between(low, high, frac, has_high):
+    """Linear interpolation from the order statistic ``low`` towards ``high``."""
+    if frac == 0.0 or not has_high or high == low:
+        return low
+    if frac == 0.5:
+        return 0.5 * (low + high)  # the median of numpy and bottleneck
+    if low - low != 0.0 or high - high != 0.0:
+        # an infinite end dominates (-inf and +inf give nan)
+        return (1.0 - frac) * low + frac * high
+    return low + frac * (high - low)
+
+
+@njit(**JIT_OPTIONS)
+def _move_quantile_sorted(a, window, min_count, q, out):
+    # For windows up to _SORTED_UP_TO samples: the valid samples of the window
+    # kept sorted in one array. A sample that replaces a leaving one slides
+    # from the leaving one's place (found by bisection) to its own, moving the
+    # values in between by one; that is O(window) per sample in the worst
+    # case, but a short, predictable loop over a few cache lines, where the
+    # two heaps pay for scattered indirect accesses. Above the threshold
+    # the heaps' O(log window) wins.
+    n_time = a.shape[1]
+    buf = np.empty(window)
+    pad = np.empty(window, dtype=a.dtype)
+    pad[:] = np.nan
+    for r in range(a.shape[0]):
+        x = a[r]
+        o = out[r]
+        m = 0
+        start = 0
+        while start < n_time:
+            # the first window, whose leaving samples are NaN, then the rest
+            if start >= window:
+                stop = n_time
+                leaving = x[start - window:stop - window]
             else:
-                high = key[1, 0]
-                if high == low:
-                    out[r, i] = low
-                elif frac == 0.5:
-                    out[r, i] = 0.5 * (low + high)  # the median of numpy and bottleneck
-                elif low - low != 0.0 or high - high != 0.0:
-                    # an infinite end dominates (-inf and +inf give nan)
-                    out[r, i] = (1.0 - frac) * low + frac * high
+                stop = min(window, n_time)
+                leaving = pad[:stop]
+            xb = x[start:stop]
+            ob = o[start:stop]
+            for j in range(stop - start):
+                u = leaving[j]
+                v = xb[j]
+                if u == u:
+                    # the leaving value's place: the number of values below
+                    # it, counted without a branch (a loop the compiler runs
+                    # on vector units; a bisection's dependent loads and
+                    # unpredictable branches cost several times more here)
+                    p = 0
+                    for t in range(m):
+                        p += buf[t] < u
+                    if v == v:
+                        if v > u:
+                            while p + 1 < m and buf[p + 1] < v:
+                                buf[p] = buf[p + 1]
+                                p += 1
+                        else:
+                            while p > 0 and buf[p - 1] > v:
+                                buf[p] = buf[p - 1]
+                                p -= 1
+                        buf[p] = v
+                    else:
+                        for t in range(p, m - 1):
+                            buf[t] = buf[t + 1]
+                        m -= 1
+                elif v == v:
+                    p = m
+                    while p > 0 and buf[p - 1] > v:
+                        buf[p] = buf[p - 1]
+                        p -= 1
+                    buf[p] = v
+                    m += 1
+                if m < min_count or m == 0:
+                    ob[j] = np.nan
                 else:
-                    out[r, i] = low + frac * (high - low)
+                    h = q * (m - 1)
+                    below = int(math.floor(h))
+                    has_high = below + 1 < m
+                    ob[j] = _between(buf[below], buf[below + 1] if has_high else np.nan,
+                                     h - below, has_high)
+            start = stop
 
 
 def move_quantile(a, window: int, q: float, min_count: int | None = None, axis: int = -1):
@@ -148,7 +223,11 @@ def move_quantile(a, window: int, q: float, min_count: int | None = None, axis: 
 
     Linear interpolation between the two nearest order statistics, as
     :func:`numpy.quantile` and pandas do; when one of the two is infinite the
-    result is that infinity (NaN between -inf and +inf). O(n log window).
+    result is that infinity (NaN between -inf and +inf).
+
+    Windows of up to 384 samples keep the window's values in one sorted
+    array (O(window) per sample, but short loops over a few cache lines);
+    longer windows use two indexed heaps, O(n log window).
 
     Parameters
     ----------
@@ -172,6 +251,9 @@ def move_quantile(a, window: int, q: float, min_count: int | None = None, axis: 
         raise ValueError(f"q must be between 0 and 1, got q={q!r}")
     arr = as_float_array(a)
     window, min_count = check_window(window, min_count)
+    if window <= _SORTED_UP_TO:
+        return apply_last_axis(_move_quantile_sorted, arr, axis, np.int64(window),
+                               np.int64(min_count), float(q))
     key = np.empty((2, window))
     slot = np.empty((2, window), dtype=np.int64)
     pos = np.empty(window, dtype=np.int64)

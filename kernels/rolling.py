@@ -327,45 +327,65 @@ _FAST_MOMENTS = {stat: _make_fast_moments(stat) for stat in (_SUM, _MEAN, _VAR, 
 
 @njit(**JIT_OPTIONS)
 def _move_extreme(a, window, min_count, is_max, out):
-    # Monotone deque of indices, kept in a ring of `window` slots: the values
-    # at the queued indices decrease (max) or increase (min) from front to
-    # back, so the front is the window's extreme. Each index enters and leaves
-    # once: O(n) whatever the window. NaN never enters.
-    queue = np.empty(window, dtype=np.int64)
+    # Monotone deque kept in a ring of `window` slots, values and indices
+    # side by side: the queued values decrease (max) or increase (min) from
+    # front to back, so the front is the window's extreme. Each sample enters
+    # and leaves once: O(n) whatever the window. NaN never enters. Holding
+    # the values in the ring saves an indirect load per comparison; the
+    # series is walked through slices indexed from 0 (see _make_fast_moments).
+    n_time = a.shape[1]
+    values = np.empty(window, dtype=a.dtype)
+    index = np.empty(window, dtype=np.int64)
+    pad = np.empty(window, dtype=a.dtype)
+    pad[:] = np.nan
     for r in range(a.shape[0]):
         x = a[r]
+        o = out[r]
         front = 0
         size = 0
         count = 0
-        for i in range(x.shape[0]):
-            # the sample leaving goes first, so the ring never holds more
-            # than `window` indices
-            if i >= window:
-                if x[i - window] == x[i - window]:
-                    count -= 1
-                if size > 0 and queue[front] == i - window:
+        start = 0
+        while start < n_time:
+            # the first window, whose leaving samples are NaN, then the rest
+            if start >= window:
+                stop = n_time
+                leaving = x[start - window:stop - window]
+            else:
+                stop = min(window, n_time)
+                leaving = pad[:stop]
+            xb = x[start:stop]
+            ob = o[start:stop]
+            for j in range(stop - start):
+                i = start + j
+                u = leaving[j]
+                count -= u == u
+                # the sample leaving goes first, so the ring never holds more
+                # than `window` entries
+                if size > 0 and index[front] == i - window:
                     front = front + 1 if front + 1 < window else 0
                     size -= 1
-            v = x[i]
-            if v == v:
-                count += 1
-                # slot of the newest index; the ring wraps without an integer %
-                back = front + size - 1
-                if back >= window:
-                    back -= window
-                while size > 0:
-                    b = x[queue[back]]
-                    if (b <= v) if is_max else (b >= v):
-                        size -= 1
-                        back = back - 1 if back > 0 else window - 1
-                    else:
-                        break
-                slot = front + size
-                if slot >= window:
-                    slot -= window
-                queue[slot] = i
-                size += 1
-            out[r, i] = x[queue[front]] if count >= min_count else np.nan
+                v = xb[j]
+                if v == v:
+                    count += 1
+                    # the ring wraps without an integer %
+                    back = front + size - 1
+                    if back >= window:
+                        back -= window
+                    while size > 0:
+                        b = values[back]
+                        if (b <= v) if is_max else (b >= v):
+                            size -= 1
+                            back = back - 1 if back > 0 else window - 1
+                        else:
+                            break
+                    slot = front
+                    if size > 0:
+                        slot = back + 1 if back + 1 < window else 0
+                    values[slot] = v
+                    index[slot] = i
+                    size += 1
+                ob[j] = values[front] if count >= min_count else np.nan
+            start = stop
 
 
 @njit(**JIT_OPTIONS)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import kernels.quantile
 from kernels.quantile import move_median, move_quantile
 from tests.kernels.test_rolling import series
 
@@ -32,20 +35,37 @@ def slow_quantile(x, window, q, min_count):
     return out
 
 
+@contextlib.contextmanager
+def loop(name):
+    """Run move_quantile with one of its two loops, whatever the window."""
+    saved = kernels.quantile._SORTED_UP_TO
+    kernels.quantile._SORTED_UP_TO = {"sorted": 2**62, "heaps": 0}[name]
+    try:
+        yield
+    finally:
+        kernels.quantile._SORTED_UP_TO = saved
+
+
+LOOPS = ["sorted", "heaps"]
+
+
+@pytest.mark.parametrize("path", LOOPS)
 @settings(max_examples=200, deadline=None)
 @given(x=series(), q=st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.77, 1.0]), data=st.data())
-def test_matches_a_plain_loop(x, q, data):
+def test_matches_a_plain_loop(path, x, q, data):
     window = data.draw(st.integers(1, len(x) + 3), label="window")
     min_count = data.draw(st.integers(1, window), label="min_count")
-    got = move_quantile(x, window, q, min_count)
+    with loop(path):
+        got = move_quantile(x, window, q, min_count)
     expected = slow_quantile(x, window, q, min_count)
     assert got.dtype == x.dtype
     with np.errstate(invalid="ignore"):
         np.testing.assert_allclose(got, expected.astype(x.dtype), rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize("path", LOOPS)
 @pytest.mark.parametrize("window", [1, 2, 3, 60, 1000])
-def test_median_against_bottleneck(window):
+def test_median_against_bottleneck(path, window):
     bn = pytest.importorskip("bottleneck")
     rng = np.random.default_rng(window)
     x = rng.standard_normal((4, 3000))
@@ -53,16 +73,20 @@ def test_median_against_bottleneck(window):
     x[1, rng.random(3000) < 0.3] = np.nan
     x[2, 100:900] = 7.0
     x[3] = np.round(x[3])  # many ties
-    np.testing.assert_array_equal(move_median(x, window, min_count=1),
-                                  bn.move_median(x, window, min_count=1))
+    with loop(path):
+        got = move_median(x, window, min_count=1)
+    np.testing.assert_array_equal(got, bn.move_median(x, window, min_count=1))
 
 
+@pytest.mark.parametrize("path", LOOPS)
 @pytest.mark.parametrize("q", [0.05, 0.5, 0.95])
-def test_against_pandas(q):
+def test_against_pandas(path, q):
     x = np.random.default_rng(1).standard_normal(5000)
     x[::13] = np.nan
     expected = pd.Series(x).rolling(50, min_periods=10).quantile(q).to_numpy()
-    np.testing.assert_allclose(move_quantile(x, 50, q, min_count=10), expected, rtol=1e-12)
+    with loop(path):
+        got = move_quantile(x, 50, q, min_count=10)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
 def test_errors():
