@@ -15,6 +15,7 @@ STEP = np.timedelta64(60, "s")
 
 
 def irregular(seed, n, n_series, shuffle):
+    """Samples in time order, shuffled (shuffle=True) or by series ("series")."""
     rng = np.random.default_rng(seed)
     t = START + (rng.uniform(-120, 3720, n) * 1e9).astype("timedelta64[ns]")
     if n:
@@ -22,7 +23,10 @@ def irregular(seed, n, n_series, shuffle):
     v = rng.standard_normal(n) + 100.0
     v[rng.random(n) < 0.05] = np.nan
     s = rng.integers(0, n_series, n)
-    order = rng.permutation(n) if shuffle else np.argsort(t, kind="stable")
+    if shuffle == "series":
+        order = np.lexsort((t, s))
+    else:
+        order = rng.permutation(n) if shuffle else np.argsort(t, kind="stable")
     return t[order], v[order], s[order]
 
 
@@ -41,11 +45,14 @@ def pandas_reference(t, v, s, n_series, n_bins):
             for k, x in stats.items()}, frame
 
 
-@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("shuffle", [False, True, "series"])
 def test_matches_pandas_groupby(shuffle):
     n_series, n_bins = 7, 60
     t, v, s = irregular(1, 20_000, n_series, shuffle)
     got = bin_samples(t, v, s, start=START, step=STEP, n_bins=n_bins, n_series=n_series)
+    # the tables are bin-major when the series interleave, series-major otherwise
+    assert got.count.flags.f_contiguous == (shuffle != "series")
+    assert got.count.flags.c_contiguous == (shuffle == "series")
     expected, frame = pandas_reference(t, v, s, n_series, n_bins)
     np.testing.assert_array_equal(got.count, np.nan_to_num(expected["count"]).astype(int))
     for name in ("min", "max", "first", "last"):
