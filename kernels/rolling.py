@@ -325,67 +325,68 @@ def _make_fast_moments(stat):
 _FAST_MOMENTS = {stat: _make_fast_moments(stat) for stat in (_SUM, _MEAN, _VAR, _STD)}
 
 
-@njit(**JIT_OPTIONS)
-def _move_extreme(a, window, min_count, is_max, out):
-    # Monotone deque kept in a ring of `window` slots, values and indices
-    # side by side: the queued values decrease (max) or increase (min) from
-    # front to back, so the front is the window's extreme. Each sample enters
-    # and leaves once: O(n) whatever the window. NaN never enters. Holding
-    # the values in the ring saves an indirect load per comparison; the
-    # series is walked through slices indexed from 0 (see _make_fast_moments).
-    n_time = a.shape[1]
-    values = np.empty(window, dtype=a.dtype)
-    index = np.empty(window, dtype=np.int64)
-    pad = np.empty(window, dtype=a.dtype)
-    pad[:] = np.nan
-    for r in range(a.shape[0]):
-        x = a[r]
-        o = out[r]
-        front = 0
-        size = 0
-        count = 0
-        start = 0
-        while start < n_time:
-            # the first window, whose leaving samples are NaN, then the rest
-            if start >= window:
-                stop = n_time
-                leaving = x[start - window:stop - window]
-            else:
-                stop = min(window, n_time)
-                leaving = pad[:stop]
-            xb = x[start:stop]
-            ob = o[start:stop]
-            for j in range(stop - start):
-                i = start + j
-                u = leaving[j]
-                count -= u == u
-                # the sample leaving goes first, so the ring never holds more
-                # than `window` entries
-                if size > 0 and index[front] == i - window:
-                    front = front + 1 if front + 1 < window else 0
-                    size -= 1
-                v = xb[j]
-                if v == v:
-                    count += 1
-                    # the ring wraps without an integer %
-                    back = front + size - 1
-                    if back >= window:
-                        back -= window
-                    while size > 0:
-                        b = values[back]
-                        if (b <= v) if is_max else (b >= v):
-                            size -= 1
-                            back = back - 1 if back > 0 else window - 1
-                        else:
-                            break
-                    slot = front
-                    if size > 0:
-                        slot = back + 1 if back + 1 < window else 0
-                    values[slot] = v
-                    index[slot] = i
-                    size += 1
-                ob[j] = values[front] if count >= min_count else np.nan
-            start = stop
+def _make_extreme(is_max):
+    # van Herk / Gil-Werman: cut the series into blocks of `window` samples;
+    # within each block keep the running extreme from the left (prefix, in
+    # `out`) and from the right (suffix). A window ending at i covers the
+    # tail of one block and the head of the next, so its extreme is that of
+    # suffix[i - window + 1] and prefix[i]. Three extremes per sample,
+    # whatever the window (O(n)), with no data-dependent branch -- a
+    # monotone deque (bottleneck's way) mispredicts its pops.
+    @njit(inline="always")
+    def better(a, b):
+        # the extreme of a and b ignoring NaN (NaN only when both are)
+        if is_max:
+            return b if (b > a) | (a != a) else a
+        return b if (b < a) | (a != a) else a
+
+    @njit(**JIT_OPTIONS)
+    def _move_extreme(a, window, min_count, out):
+        n_time = a.shape[1]
+        suffix = np.empty(n_time, dtype=a.dtype)
+        for r in range(a.shape[0]):
+            x = a[r]
+            o = out[r]
+            for b0 in range(0, n_time, window):
+                b1 = min(b0 + window, n_time)
+                xb = x[b0:b1]
+                ob = o[b0:b1]
+                sb = suffix[b0:b1]
+                m = xb[0]
+                ob[0] = m
+                for j in range(1, xb.shape[0]):
+                    m = better(m, xb[j])
+                    ob[j] = m
+                last = xb.shape[0] - 1
+                m = xb[last]
+                sb[last] = m
+                for j in range(last):
+                    m = better(m, xb[last - 1 - j])
+                    sb[last - 1 - j] = m
+            # the first window - 1 results are prefixes of the first block
+            count = 0
+            for i in range(min(window - 1, n_time)):
+                count += x[i] == x[i]
+                if count < min_count:
+                    o[i] = np.nan
+            if n_time >= window:
+                # slices from 0: no negative-index handling in the loop
+                results = o[window - 1:]
+                suffixes = suffix[:n_time - window + 1]
+                entering = x[window - 1:]
+                leaving = x[:n_time - window + 1]
+                for j in range(results.shape[0]):
+                    v = entering[j]
+                    count += v == v
+                    res = better(suffixes[j], results[j])
+                    results[j] = res if count >= min_count else np.nan
+                    u = leaving[j]
+                    count -= u == u
+
+    return _move_extreme
+
+
+_EXTREME = {is_max: _make_extreme(is_max) for is_max in (False, True)}
 
 
 @njit(**JIT_OPTIONS)
@@ -404,7 +405,7 @@ def _move_count(a, window, out):
 def move_min(a, window: int, min_count: int | None = None, axis: int = -1):
     """Minimum over a trailing window of ``window`` samples, ignoring NaN.
 
-    O(n) whatever the window (a monotone deque). Parameters and result as in
+    O(n) whatever the window (van Herk/Gil-Werman blocks). Parameters and result as in
     :func:`move_sum`.
 
     Examples
@@ -418,7 +419,7 @@ def move_min(a, window: int, min_count: int | None = None, axis: int = -1):
 def move_max(a, window: int, min_count: int | None = None, axis: int = -1):
     """Maximum over a trailing window of ``window`` samples, ignoring NaN.
 
-    O(n) whatever the window (a monotone deque). Parameters and result as in
+    O(n) whatever the window (van Herk/Gil-Werman blocks). Parameters and result as in
     :func:`move_sum`.
 
     Examples
@@ -450,8 +451,8 @@ def move_count(a, window: int, axis: int = -1):
 def _extreme(a, window, min_count, axis, is_max):
     arr = as_float_array(a)
     window, min_count = check_window(window, min_count)
-    return apply_last_axis(_move_extreme, arr, axis, np.int64(window),
-                           np.int64(min_count), is_max)
+    return apply_last_axis(_EXTREME[is_max], arr, axis, np.int64(window),
+                           np.int64(min_count))
 
 
 def _moments(a, window, min_count, axis, stat, ddof=0):
