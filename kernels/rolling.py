@@ -190,17 +190,22 @@ _MOMENTS = {stat: _make_moments(stat) for stat in (_SUM, _MEAN, _VAR, _STD, _ZSC
 
 @njit(**JIT_OPTIONS)
 def _recentre(x, i, window, n, k, s1, s2):
-    """Shift sums of the window ending at ``i`` about a new k, their mean."""
+    """Shift sums of the window ending at ``i`` about a new k, their mean.
+
+    Also returns the largest squared deviation from the new k in the window.
+    """
     k = k + s1 / n
     s1 = 0.0
     s2 = 0.0
+    largest = 0.0
     for j in range(max(i - window + 1, 0), i + 1):
         u = x[j]
         if u == u:
             d = u - k
             s1 += d
             s2 += d * d
-    return k, s1, s2
+            largest = max(largest, d * d)
+    return k, s1, s2, largest
 
 
 def _make_fast_moments(stat):
@@ -216,13 +221,13 @@ def _make_fast_moments(stat):
     #   sample before the newest change of value: once it has left the
     #   window, every valid sample in it is equal (NaN in between or not).
     # - The sums are rebuilt around a fresh k every `every` samples, and at
-    #   once when the variance would lose digits to cancellation, as in the
-    #   careful loop.
+    #   once when the variance of a window with a result would lose digits
+    #   to cancellation (the careful loop tests every window).
     # - The series is walked in blocks through slices indexed from 0, so the
     #   compiled loop carries no negative-index handling; the samples leaving
     #   the first window come from a slice of NaN, so one loop body serves.
     # (Written out in one body: with the step in an inlined helper, the
-    # cancellation check made the std loop 8x slower.)
+    # cancellation test made the std loop 8x slower.)
     moments = stat != _SUM and stat != _MEAN
 
     @njit(**JIT_OPTIONS)
@@ -255,13 +260,14 @@ def _make_fast_moments(stat):
             last_valid = np.nan
             last_idx = -1
             boundary = -1
+            largest = 0.0  # the largest d * d added since the last rebuild
             start = 0
             while start < n_time:
                 if s1 - s1 != 0.0 or s2 - s2 != 0.0:
                     break  # an infinity: the careful loop takes over
                 if start >= window:
                     if n > 0:
-                        k, s1, s2 = _recentre(x, start - 1, window, n, k, s1, s2)
+                        k, s1, s2, largest = _recentre(x, start - 1, window, n, k, s1, s2)
                     stop = min(start + every, n_time)
                     xl = x[start - window:stop - window]
                 else:
@@ -289,15 +295,10 @@ def _make_fast_moments(stat):
                     n -= left
                     s1 += d - e
                     if moments:
-                        s2 += d * d - e * e
+                        dd = d * d
+                        s2 += dd - e * e
+                        largest = max(largest, dd)
                     constant = bnd <= j - window
-                    if moments:
-                        # s1**2 / n against the centred sum s2 - s1**2 / n:
-                        # (mean - k)**2 > C * variance, multiplied out
-                        q = s1 * s1 * inv[n]
-                        if not constant and n > 1 and q > _CANCELLATION * (s2 - q):
-                            k, s1, s2 = _recentre(x, start + j, window, n, k, s1, s2)
-                            q = s1 * s1 * inv[n]
                     if n < need:
                         ob[j] = np.nan
                     elif constant:
@@ -312,6 +313,21 @@ def _make_fast_moments(stat):
                     elif stat == _SUM:
                         ob[j] = k * n + s1
                     else:
+                        # Only a window with a result needs its variance's
+                        # digits, so only such a window tests them: the sums
+                        # hold rounding of the order eps * n * `largest`
+                        # (every deviation added or removed since the last
+                        # rebuild was at most that), against a centred sum
+                        # s2 - s1**2 / n. The test covers the careful loop's
+                        # (mean - k)**2 > C * variance, and also big values
+                        # that passed through windows without a result.
+                        # (With min_count = window and scattered NaN most
+                        # windows have no result.)
+                        q = s1 * s1 * inv[n]
+                        if n > 1 and largest * n > _CANCELLATION * (s2 - q):
+                            k, s1, s2, largest = _recentre(x, start + j, window, n, k,
+                                                           s1, s2)
+                            q = s1 * s1 * inv[n]
                         var = max(s2 - q, 0.0) * inv_dof[n]
                         ob[j] = np.sqrt(var) if stat == _STD else var
                 boundary = bnd + start

@@ -209,6 +209,24 @@ def test_rows_with_and_without_infinities_in_one_array(stat):
         np.testing.assert_array_equal(np.isnan(got[row]), np.isnan(expected))
 
 
+@pytest.mark.parametrize("stat", ["var", "std"])
+def test_big_values_through_windows_without_results_leave_no_residue(stat):
+    # A glitch to 1e9 while every window lacks a result (NaN in each, and
+    # min_count = window): windows without a result do not test their
+    # digits, but the rounding the big values leave must not reach the
+    # windows after them.
+    # (with a test of (mean - k)**2 > C * variance alone, the variance after
+    # the glitch came out thousands of times too large for this seed)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(3000)
+    x[1100:1300] = 1e9 * (1 + rng.random(200))  # no scheduled rebuild in there
+    x[1090:1400:15] = np.nan
+    got = STATS[stat][0](x, 20)
+    expected = slow_moving(x, 20, 20, stat)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
