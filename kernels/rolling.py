@@ -257,7 +257,7 @@ def _make_fast_moments(stat):
             n = 0
             s1 = 0.0
             s2 = 0.0
-            last_valid = np.nan
+            last_valid = k  # the first finite value
             last_idx = -1
             boundary = -1
             largest = 0.0  # the largest d * d added since the last rebuild
@@ -285,10 +285,11 @@ def _make_fast_moments(stat):
                     valid = v == v
                     d = v - k if valid else 0.0
                     n += valid
-                    changed = valid and v != last_valid
+                    # NaN compares false both ways: neither a change nor a value
+                    changed = (v < last_valid) | (v > last_valid)
                     bnd = lidx if changed else bnd
                     lidx = j if valid else lidx
-                    last_valid = v if valid else last_valid
+                    last_valid = v if changed else last_valid
                     u = xl[j]
                     left = u == u
                     e = u - k if left else 0.0
@@ -336,6 +337,8 @@ def _make_fast_moments(stat):
             bad[r] = s1 - s1 != 0.0 or s2 - s2 != 0.0
 
     return _fast_moments
+
+
 
 
 _FAST_MOMENTS = {stat: _make_fast_moments(stat) for stat in (_SUM, _MEAN, _VAR, _STD)}
