@@ -51,9 +51,9 @@ def best_of(impls, repeat):
     return {name: min(t) for name, t in times.items()}
 
 
-def pandas_rolling(x, stat):
+def pandas_rolling(x, stat, min_periods=None):
     frame = pd.DataFrame(x.T, copy=False)  # pandas rolls down columns
-    return getattr(frame.rolling(WINDOW), stat)()
+    return getattr(frame.rolling(WINDOW, min_periods=min_periods), stat)()
 
 
 def pandas_flat_line(x, tol, suspect, fail):
@@ -118,6 +118,20 @@ def speed_table(x, repeat):
             "bottleneck": lambda: bn.move_std(x, WINDOW, ddof=1),
             "pandas": lambda: pandas_rolling(x, "std"),
         },
+        # min_count=1: every window has a result (with the default
+        # min_count=window and 5% NaN, most windows have none)
+        "mean, min_count 1": {
+            "toolkit": lambda: kernels.move_mean(x, WINDOW, min_count=1),
+            "numbagg": lambda: numbagg.move_mean(x, window=WINDOW, min_count=1),
+            "bottleneck": lambda: bn.move_mean(x, WINDOW, min_count=1),
+            "pandas": lambda: pandas_rolling(x, "mean", min_periods=1),
+        },
+        "std, min_count 1": {
+            "toolkit": lambda: kernels.move_std(x, WINDOW, min_count=1),
+            "numbagg": lambda: numbagg.move_std(x, window=WINDOW, min_count=1),
+            "bottleneck": lambda: bn.move_std(x, WINDOW, min_count=1, ddof=1),
+            "pandas": lambda: pandas_rolling(x, "std", min_periods=1),
+        },
         "rolling min": {
             "toolkit": lambda: kernels.move_min(x, WINDOW),
             "bottleneck": lambda: bn.move_min(x, WINDOW),
@@ -133,6 +147,11 @@ def speed_table(x, repeat):
             "bottleneck": lambda: bn.move_median(x, WINDOW),
             "pandas": lambda: pandas_rolling(x, "median"),
         },
+        # a long window: bottleneck's heap against ours (50 rows)
+        "median, window 512": {
+            "toolkit": lambda: kernels.move_median(x[:50], 512),
+            "bottleneck": lambda: bn.move_median(x[:50], 512),
+        },
         # numbagg's move_exp_nanmean decays the past across NaN as well:
         # pandas' ignore_na=False (its default), used for all three
         "EWMA mean": {
@@ -146,7 +165,7 @@ def speed_table(x, repeat):
         },
     }
     peers = ["numbagg", "bottleneck", "pandas"]
-    header = (f"{'operation':<16}{'toolkit s':>10}" + "".join(f"{p + ' s':>13}" for p in peers)
+    header = (f"{'operation':<20}{'toolkit s':>10}" + "".join(f"{p + ' s':>13}" for p in peers)
               + f"  {'toolkit vs fastest peer':<30}")
     lines = [header, "-" * len(header)]
     for name, impls in rows.items():
@@ -160,7 +179,7 @@ def speed_table(x, repeat):
             own = f"{t['toolkit']:>10.3f}"
         else:
             ratio, own = "not implemented", f"{'-':>10}"
-        lines.append(f"{name:<16}{own}{cells}  {ratio:<30}")
+        lines.append(f"{name:<20}{own}{cells}  {ratio:<30}")
     return "\n".join(lines)
 
 

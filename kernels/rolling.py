@@ -344,7 +344,17 @@ def _make_fast_moments(stat):
 _FAST_MOMENTS = {stat: _make_fast_moments(stat) for stat in (_SUM, _MEAN, _VAR, _STD)}
 
 
+@njit(inline="always")
+def _better(is_max, a, b):
+    """The larger (smaller) of a and b ignoring NaN: NaN only when both are."""
+    if is_max:
+        return b if (b > a) | (a != a) else a
+    return b if (b < a) | (a != a) else a
+
+
 def _make_extreme(is_max):
+    # (The closure holds only the flag: numba keys its cache on the closure's
+    # values, and a compiled helper held there missed the cache every time.)
     # van Herk / Gil-Werman: cut the series into blocks of `window` samples;
     # within each block keep the running extreme from the left (prefix, in
     # `out`) and from the right (suffix). A window ending at i covers the
@@ -352,13 +362,6 @@ def _make_extreme(is_max):
     # suffix[i - window + 1] and prefix[i]. Three extremes per sample,
     # whatever the window (O(n)), with no data-dependent branch -- a
     # monotone deque (bottleneck's way) mispredicts its pops.
-    @njit(inline="always")
-    def better(a, b):
-        # the extreme of a and b ignoring NaN (NaN only when both are)
-        if is_max:
-            return b if (b > a) | (a != a) else a
-        return b if (b < a) | (a != a) else a
-
     @njit(**JIT_OPTIONS)
     def _move_extreme(a, window, min_count, out):
         n_time = a.shape[1]
@@ -374,13 +377,13 @@ def _make_extreme(is_max):
                 m = xb[0]
                 ob[0] = m
                 for j in range(1, xb.shape[0]):
-                    m = better(m, xb[j])
+                    m = _better(is_max, m, xb[j])
                     ob[j] = m
                 last = xb.shape[0] - 1
                 m = xb[last]
                 sb[last] = m
                 for j in range(last):
-                    m = better(m, xb[last - 1 - j])
+                    m = _better(is_max, m, xb[last - 1 - j])
                     sb[last - 1 - j] = m
             # the first window - 1 results are prefixes of the first block
             count = 0
@@ -397,7 +400,7 @@ def _make_extreme(is_max):
                 for j in range(results.shape[0]):
                     v = entering[j]
                     count += v == v
-                    res = better(suffixes[j], results[j])
+                    res = _better(is_max, suffixes[j], results[j])
                     results[j] = res if count >= min_count else np.nan
                     u = leaving[j]
                     count -= u == u
