@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit
 
 from ._wrap import JIT_OPTIONS, apply_last_axis, as_float_array, check_window
+from .rolling import block_of
 
 _NONE = -1
 # windows up to this many samples use the sorted-array loop, longer ones the heaps
@@ -167,12 +168,7 @@ def _move_quantile_sorted(a, window, min_count, q, out):
         start = 0
         while start < n_time:
             # the first window, whose leaving samples are NaN, then the rest
-            if start >= window:
-                stop = n_time
-                leaving = x[start - window:stop - window]
-            else:
-                stop = min(window, n_time)
-                leaving = pad[:stop]
+            stop, leaving = block_of(x, pad, start, window, n_time)
             xb = x[start:stop]
             ob = o[start:stop]
             for j in range(stop - start):

@@ -36,6 +36,32 @@ _CANCELLATION = 1e6
 
 
 @njit(inline="always")
+def first_finite(x):
+    """The first finite value of a series (0.0 when it has none): the first
+    shift of the shifted sums."""
+    for j in range(x.shape[0]):
+        if x[j] - x[j] == 0.0:
+            return x[j]
+    return 0.0
+
+
+@njit(inline="always")
+def block_of(x, pad, start, window, length):
+    """End and leaving samples of the block of a series that starts at `start`.
+
+    The first window is one block, whose leaving samples come from `pad` (all
+    NaN, `window` long); after it, blocks of up to `length` samples leave the
+    samples `window` before them. Loops over such a block index slices from
+    0, so the compiled loop carries no negative-index handling.
+    """
+    if start >= window:
+        stop = min(start + length, x.shape[0])
+        return stop, x[start - window:stop - window]
+    stop = min(window, x.shape[0])
+    return stop, pad[start:stop]
+
+
+@njit(inline="always")
 def _statistic(stat, n, s1, s2, k, min_count, ddof, pos_inf, neg_inf, constant,
                last_valid):
     """One statistic of a window from its shifted sums (see _make_moments)."""
@@ -78,11 +104,7 @@ def _make_moments(stat):
             # Every `every` samples the sums are rebuilt from the window's values
             # around a fresh k, so the rounding of adding and removing never
             # accumulates for long.
-            k = 0.0
-            for j in range(x.shape[0]):
-                if x[j] - x[j] == 0.0:
-                    k = x[j]
-                    break
+            k = first_finite(x)
             n = 0
             s1 = 0.0
             s2 = 0.0
@@ -223,9 +245,10 @@ def _make_fast_moments(stat):
     # - The sums are rebuilt around a fresh k every `every` samples, and at
     #   once when the variance of a window with a result would lose digits
     #   to cancellation (the careful loop tests every window).
-    # - The series is walked in blocks through slices indexed from 0, so the
-    #   compiled loop carries no negative-index handling; the samples leaving
-    #   the first window come from a slice of NaN, so one loop body serves.
+    # - The series is walked in blocks (block_of) through slices indexed from
+    #   0, so the compiled loop carries no negative-index handling; the
+    #   samples leaving the first window come from a slice of NaN, so one
+    #   loop body serves.
     # (Written out in one body: with the step in an inlined helper, the
     # cancellation test made the std loop 8x slower.)
     moments = stat != _SUM and stat != _MEAN
@@ -249,11 +272,7 @@ def _make_fast_moments(stat):
         for r in range(a.shape[0]):
             x = a[r]
             o = out[r]
-            k = 0.0
-            for j in range(n_time):
-                if x[j] - x[j] == 0.0:
-                    k = x[j]
-                    break
+            k = first_finite(x)
             n = 0
             s1 = 0.0
             s2 = 0.0
@@ -265,14 +284,9 @@ def _make_fast_moments(stat):
             while start < n_time:
                 if s1 - s1 != 0.0 or s2 - s2 != 0.0:
                     break  # an infinity: the careful loop takes over
-                if start >= window:
-                    if n > 0:
-                        k, s1, s2, largest = _recentre(x, start - 1, window, n, k, s1, s2)
-                    stop = min(start + every, n_time)
-                    xl = x[start - window:stop - window]
-                else:
-                    stop = min(window, n_time)
-                    xl = pad[:stop]
+                if start >= window and n > 0:
+                    k, s1, s2, largest = _recentre(x, start - 1, window, n, k, s1, s2)
+                stop, xl = block_of(x, pad, start, window, every)
                 xb = x[start:stop]
                 ob = o[start:stop]
                 # positions relative to the block: the window's first sample

@@ -19,7 +19,16 @@ from ._wrap import (
     from_series,
     times_2d,
 )
-from .rolling import _CANCELLATION, _MEAN, _REBUILD_EVERY, _STD, _SUM, _VAR, _statistic
+from .rolling import (
+    _CANCELLATION,
+    _MEAN,
+    _REBUILD_EVERY,
+    _STD,
+    _SUM,
+    _VAR,
+    _statistic,
+    first_finite,
+)
 
 _COUNT, _MIN, _MAX = 10, 11, 12
 
@@ -31,11 +40,7 @@ def _time_moments(a, t, span, min_count, ddof, stat, out):
         tt = t[r if t.shape[0] > 1 else 0]
         # the same shifted sums as rolling._make_moments, with a left edge
         # that follows the times instead of a fixed number of samples
-        k = 0.0
-        for j in range(x.shape[0]):
-            if x[j] - x[j] == 0.0:
-                k = x[j]
-                break
+        k = first_finite(x)
         n = 0
         s1 = 0.0
         s2 = 0.0
