@@ -353,8 +353,6 @@ def _make_fast_moments(stat):
     return _fast_moments
 
 
-
-
 _FAST_MOMENTS = {stat: _make_fast_moments(stat) for stat in (_SUM, _MEAN, _VAR, _STD)}
 
 
