@@ -199,6 +199,103 @@ def _ewm_mean_steps(a, alpha, adjust, ignore_na, min_count, values, out):
         values[r, _M], values[r, _OLD_WT], values[r, _NOBS] = mean0, old_wt0, nobs0
 
 
+@njit(inline="always", fastmath={"contract"})
+def _ewm_sums_step(v, k, num, den, nobs, mean, decay, ignore_na, min_count):
+    """One sample of the adjusted mean as a ratio of decayed sums:
+    (result, num, den, nobs, mean)."""
+    is_obs = v - v == 0.0
+    # without ignore_na the past decays at every sample; with it, only at
+    # observations (factor 1.0 leaves both sums exact)
+    factor = decay if is_obs | (not ignore_na) else 1.0
+    num = num * factor + ((v - k) if is_obs else 0.0)
+    den = den * factor + (1.0 if is_obs else 0.0)
+    nobs += is_obs
+    # a missing sample leaves the mean as it was, as in pandas: both sums
+    # decay alike, down to underflow in a long gap
+    mean = k + num / den if is_obs else mean
+    return (mean if nobs >= min_count else np.nan), num, den, nobs, mean
+
+
+_SUMS_COL, _SUMS_MARK = _SUM_WT, -1.0  # a weight is never negative: k and num are in the state
+
+
+@njit(**JIT_OPTIONS, fastmath={"contract"})
+def _ewm_mean_sums(a, alpha, ignore_na, min_count, values, out, bad):
+    # The adjusted mean (pandas' adjust=True) as the ratio of two decayed
+    # sums, num = sum w_i (x_i - k) and den = sum w_i, with k the first
+    # observation. Each sum is one fused multiply-add per sample, and the
+    # division is off both chains -- pandas' form divides on the chain of
+    # the mean. k keeps a constant series exact (num stays 0) and the sums
+    # small on large offsets. Two series go through the loop side by side.
+    # A series whose sums overflow (|x| near the float64 limit) is flagged in
+    # `bad` for pandas' form. State columns: _M the mean, _OLD_WT den (which
+    # is pandas' weight of the past), _NOBS, and for this loop alone _COV
+    # num, _SUM_WT2 k and _SUM_WT the mark.
+    decay = 1.0 - alpha
+    n_rows, n_time = a.shape
+    # per lane: where the sums run from, k, num, den, nobs, mean
+    begin = np.zeros(2, dtype=np.int64)
+    sums = np.zeros((2, 5))
+    for r0 in range(0, n_rows, 2):
+        lanes = min(2, n_rows - r0)
+        begin[1] = n_time  # an odd last series runs alone
+        for lane in range(lanes):
+            r = r0 + lane
+            x = a[r]
+            o = out[r]
+            mean, den, nobs = values[r, _M], values[r, _OLD_WT], values[r, _NOBS]
+            k, num = mean, 0.0
+            if values[r, _SUMS_COL] == _SUMS_MARK:
+                k, num = values[r, _SUM_WT2], values[r, _COV]
+            i = 0
+            if mean != mean:
+                # the first observation starts the sums; nothing decays before it
+                while i < n_time and not x[i] - x[i] == 0.0:
+                    o[i] = np.nan
+                    i += 1
+                if i < n_time:
+                    k = mean = x[i]
+                    num, den = 0.0, 1.0
+                    nobs += 1.0
+                    o[i] = mean if nobs >= min_count else np.nan
+                    i += 1
+            begin[lane] = i
+            sums[lane, 0], sums[lane, 1], sums[lane, 2] = k, num, den
+            sums[lane, 3], sums[lane, 4] = nobs, mean
+        # the series that started first runs alone up to the other's start
+        together = max(begin[0], begin[1])
+        for lane in range(lanes):
+            x = a[r0 + lane]
+            o = out[r0 + lane]
+            k, num, den, nobs, mean = sums[lane]
+            if mean == mean:
+                for i in range(begin[lane], min(together, n_time)):
+                    o[i], num, den, nobs, mean = _ewm_sums_step(
+                        x[i], k, num, den, nobs, mean, decay, ignore_na, min_count)
+            sums[lane, 1], sums[lane, 2], sums[lane, 3], sums[lane, 4] = num, den, nobs, mean
+        if lanes == 2 and together < n_time:
+            # slices from 0: no negative-index handling in the loop
+            x0, x1 = a[r0, together:], a[r0 + 1, together:]
+            o0, o1 = out[r0, together:], out[r0 + 1, together:]
+            k0, num0, den0, nobs0, mean0 = sums[0]
+            k1, num1, den1, nobs1, mean1 = sums[1]
+            for i in range(x0.shape[0]):
+                o0[i], num0, den0, nobs0, mean0 = _ewm_sums_step(
+                    x0[i], k0, num0, den0, nobs0, mean0, decay, ignore_na, min_count)
+                o1[i], num1, den1, nobs1, mean1 = _ewm_sums_step(
+                    x1[i], k1, num1, den1, nobs1, mean1, decay, ignore_na, min_count)
+            sums[0, 1], sums[0, 2], sums[0, 3], sums[0, 4] = num0, den0, nobs0, mean0
+            sums[1, 1], sums[1, 2], sums[1, 3], sums[1, 4] = num1, den1, nobs1, mean1
+        for lane in range(lanes):
+            r = r0 + lane
+            k, num, den, nobs, mean = sums[lane]
+            if mean == mean:
+                values[r, _M], values[r, _OLD_WT], values[r, _NOBS] = mean, den, nobs
+                values[r, _COV], values[r, _SUM_WT2] = num, k
+                values[r, _SUMS_COL] = _SUMS_MARK
+            bad[r] = num - num != 0.0 or den - den != 0.0
+
+
 def resolve_alpha(com=None, span=None, halflife=None, alpha=None) -> float:
     """The smoothing factor from exactly one of pandas' four parametrisations.
 
@@ -252,7 +349,21 @@ def _run(stat, a, com, span, halflife, alpha, times, min_count, adjust, ignore_n
                      initial.last_time[:, None], "state")[:, 0].copy(),
     )
     out = np.empty(series.shape, dtype=arr.dtype)
-    if stat == _MEAN and times is None:
+    if stat == _MEAN and times is None and adjust and alpha_value < 1.0:
+        incoming = state.values.copy()
+        bad = np.zeros(series.shape[0], dtype=np.bool_)
+        _ewm_mean_sums(series, alpha_value, bool(ignore_na), float(max(min_count, 1)),
+                       state.values, out, bad)
+        if bad.any():  # sums beyond float64: redo those series in pandas' own form
+            rows = np.flatnonzero(bad)
+            values = incoming[rows]
+            redo = np.empty((rows.size, series.shape[1]), dtype=out.dtype)
+            _ewm(np.ascontiguousarray(series[rows]), t, 0.0, alpha_value, True,
+                 bool(ignore_na), float(max(min_count, 1)), False, _MEAN, values,
+                 state.last_time[rows], redo)
+            out[rows] = redo
+            state.values[rows] = values
+    elif stat == _MEAN and times is None:
         _ewm_mean_steps(series, alpha_value, bool(adjust), bool(ignore_na),
                         float(max(min_count, 1)), state.values, out)
     else:

@@ -104,6 +104,29 @@ def test_mean_of_many_series_matches_pandas(adjust, ignore_na):
     assert (got[2, 10:] == 7.25).all()
 
 
+@pytest.mark.parametrize("ignore_na", [True, False])
+def test_mean_through_long_gaps_and_near_overflow(ignore_na):
+    # the adjusted mean runs as a ratio of decayed sums: a gap of 20000
+    # samples takes both sums below the smallest float64 (decay 0.95), and
+    # values near the float64 limit overflow them (those series are redone
+    # in pandas' form); each must still match pandas
+    x = np.full((3, 20_100), np.nan)
+    x[0, :50] = np.linspace(1.0, 2.0, 50)
+    x[0, 20_050:] = 3.0 + np.arange(50) / 7
+    x[1, ::997] = 1e308
+    x[1, 500::997] = -1e308
+    x[2, 100:] = 101325.0 + np.sin(np.arange(20_000))
+    got, state = ewm_mean(x, alpha=0.05, ignore_na=ignore_na, return_state=True)
+    expected = pd.DataFrame(x.T).ewm(alpha=0.05, ignore_na=ignore_na).mean().to_numpy().T
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    # the state carries on from either loop
+    more = np.full((3, 10), 5.0)
+    nxt = ewm_mean(more, alpha=0.05, ignore_na=ignore_na, state=state)
+    both = pd.DataFrame(np.concatenate([x, more], axis=1).T).ewm(
+        alpha=0.05, ignore_na=ignore_na).mean().to_numpy().T[:, -10:]
+    np.testing.assert_allclose(nxt, both, rtol=1e-12)
+
+
 def test_nd_input_and_state_shape():
     x = np.random.default_rng(0).standard_normal((2, 3, 50))
     out, state = ewm_std(x, span=5, return_state=True)
