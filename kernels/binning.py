@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from ._wrap import JIT_OPTIONS
+from ._wrap import JIT_OPTIONS, numba_ready
 
 
 class Binned(NamedTuple):
@@ -147,6 +147,7 @@ def bin_samples(times, values, series=None, *, start, step, n_bins: int,
     >>> b.count, b.mean, b.outside, b.missing
     (array([[2, 1, 0]]), array([[ 2.,  5., nan]]), array([1]), array([1]))
     """
+    numba_ready()
     times = np.asarray(times)
     if np.issubdtype(times.dtype, np.datetime64):
         t = times.astype("datetime64[ns]").view(np.int64)
@@ -326,6 +327,7 @@ def bin_rows(values, times, *, start, step, n_bins: int, how: str = "mean"):
     """
     if how not in ROW_STATS:
         raise ValueError(f"how must be one of {ROW_STATS}, got how={how!r}")
+    numba_ready()
     times = np.asarray(times)
     if np.issubdtype(times.dtype, np.datetime64):
         t = times.astype("datetime64[ns]").view(np.int64)
