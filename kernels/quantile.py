@@ -27,38 +27,65 @@ _NONE = -1
 _SORTED_UP_TO = 384
 
 
-@njit(inline="always")
-def _swap(key, slot, pos, h, i, j):
-    key[h, i], key[h, j] = key[h, j], key[h, i]
-    slot[h, i], slot[h, j] = slot[h, j], slot[h, i]
-    pos[slot[h, i]] = i
-    pos[slot[h, j]] = j
-
-
+# The heaps are 8-ary, as bottleneck's: a node's children are 8 neighbours
+# in memory, and a window of 512 samples is 3 levels deep instead of 9. The
+# sifts carry the moving node in registers and shift the others into the
+# hole it leaves, writing it once at its final place.
+_ARITY = 8
 @njit(inline="always")
 def _sift_up(key, slot, pos, h, i):
+    k = key[h, i]
+    s = slot[h, i]
     while i > 0:
-        parent = (i - 1) >> 1
-        if key[h, i] < key[h, parent]:
-            _swap(key, slot, pos, h, i, parent)
-            i = parent
-        else:
+        parent = (i - 1) // _ARITY
+        above = key[h, parent]
+        if not k < above:
             break
+        key[h, i] = above
+        moved = slot[h, parent]
+        slot[h, i] = moved
+        pos[moved] = i
+        i = parent
+    key[h, i] = k
+    slot[h, i] = s
+    pos[s] = i
 
 
 @njit(inline="always")
 def _sift_down(key, slot, pos, size, h, i):
+    k = key[h, i]
+    s = slot[h, i]
+    n = size[h]
     while True:
-        child = 2 * i + 1
-        if child >= size[h]:
+        first = _ARITY * i + 1
+        if first >= n:
             break
-        if child + 1 < size[h] and key[h, child + 1] < key[h, child]:
-            child += 1
-        if key[h, child] < key[h, i]:
-            _swap(key, slot, pos, h, i, child)
-            i = child
+        child = first
+        below = key[h, first]
+        if first + _ARITY <= n:
+            # a full family: a fixed count the compiler unrolls, and selects
+            # instead of branches
+            for c in range(first + 1, first + _ARITY):
+                kc = key[h, c]
+                smaller = kc < below
+                child = c if smaller else child
+                below = kc if smaller else below
         else:
+            for c in range(first + 1, n):
+                kc = key[h, c]
+                smaller = kc < below
+                child = c if smaller else child
+                below = kc if smaller else below
+        if not below < k:
             break
+        key[h, i] = below
+        moved = slot[h, child]
+        slot[h, i] = moved
+        pos[moved] = i
+        i = child
+    key[h, i] = k
+    slot[h, i] = s
+    pos[s] = i
 
 
 @njit(inline="always")
@@ -96,6 +123,33 @@ def _move_top(key, slot, pos, heap_of, size, src):
     _push(key, slot, pos, heap_of, size, 1 - src, k, s)
 
 
+@njit(inline="always")
+def _replace(key, slot, pos, heap_of, size, s, v):
+    # the leaving sample's node takes the entering value (bottleneck's way:
+    # one sift instead of a removal, a push and a move across)
+    h = heap_of[s]
+    i = pos[s]
+    key[h, i] = -v if h == 0 else v
+    _sift_up(key, slot, pos, h, i)
+    _sift_down(key, slot, pos, size, h, pos[s])
+    if size[0] > 0 and size[1] > 0 and -key[0, 0] > key[1, 0]:
+        # the value went to the wrong side: the two tops trade places, which
+        # restores "every value in lo <= every value in hi"
+        s0 = slot[0, 0]
+        s1 = slot[1, 0]
+        k0 = -key[0, 0]
+        key[0, 0] = -key[1, 0]
+        slot[0, 0] = s1
+        heap_of[s1] = 0
+        key[1, 0] = k0
+        slot[1, 0] = s0
+        heap_of[s0] = 1
+        pos[s0] = 0
+        pos[s1] = 0
+        _sift_down(key, slot, pos, size, 0, 0)
+        _sift_down(key, slot, pos, size, 1, 0)
+
+
 @njit(**JIT_OPTIONS)
 def _move_quantile(a, window, min_count, q, key, slot, pos, heap_of, size, out):
     for r in range(a.shape[0]):
@@ -104,21 +158,27 @@ def _move_quantile(a, window, min_count, q, key, slot, pos, heap_of, size, out):
         size[1] = 0
         heap_of[:] = _NONE
         count = 0
+        s = -1
         for i in range(x.shape[0]):
-            if i >= window:
-                s = (i - window) % window
-                if heap_of[s] != _NONE:
+            # the entering sample takes the leaving one's slot, i % window
+            s = s + 1 if s + 1 < window else 0
+            v = x[i]
+            if heap_of[s] != _NONE:
+                if v == v:
+                    _replace(key, slot, pos, heap_of, size, s, v)
+                else:
                     _remove(key, slot, pos, heap_of, size, s)
                     count -= 1
-            v = x[i]
-            if v == v:
-                s = i % window
+            elif v == v:
                 if size[0] > 0 and v <= -key[0, 0]:
                     _push(key, slot, pos, heap_of, size, 0, -v, s)
                 else:
                     _push(key, slot, pos, heap_of, size, 1, v, s)
                 count += 1
-            if count == 0:
+            if count < min_count or count == 0:
+                # no result: the heaps need not be balanced (every value in
+                # lo is still <= every value in hi); the next result moves
+                # the tops across, at most one move per sample pushed since
                 out[r, i] = np.nan
                 continue
             h = q * (count - 1)
@@ -128,9 +188,6 @@ def _move_quantile(a, window, min_count, q, key, slot, pos, heap_of, size, out):
                 _move_top(key, slot, pos, heap_of, size, 0)
             while size[0] < target:
                 _move_top(key, slot, pos, heap_of, size, 1)
-            if count < min_count:
-                out[r, i] = np.nan
-                continue
             low = -key[0, 0]
             out[r, i] = _between(low, key[1, 0], h - below, size[1] > 0)
 

@@ -73,9 +73,12 @@ def test_median_against_bottleneck(path, window):
     x[1, rng.random(3000) < 0.3] = np.nan
     x[2, 100:900] = 7.0
     x[3] = np.round(x[3])  # many ties
-    with loop(path):
-        got = move_median(x, window, min_count=1)
-    np.testing.assert_array_equal(got, bn.move_median(x, window, min_count=1))
+    # min_count 1, and half the window: windows without a result, where the
+    # heaps are left unbalanced, alternate with windows with one
+    for min_count in (1, max(1, window // 2)):
+        with loop(path):
+            got = move_median(x, window, min_count=min_count)
+        np.testing.assert_array_equal(got, bn.move_median(x, window, min_count=min_count))
 
 
 @pytest.mark.parametrize("path", LOOPS)
