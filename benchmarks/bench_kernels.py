@@ -152,6 +152,10 @@ def speed_table(x, repeat):
             "toolkit": lambda: kernels.move_median(x[:50], 512),
             "bottleneck": lambda: bn.move_median(x[:50], 512),
         },
+        "median w512, min_count 1": {
+            "toolkit": lambda: kernels.move_median(x[:50], 512, min_count=1),
+            "bottleneck": lambda: bn.move_median(x[:50], 512, min_count=1),
+        },
         # numbagg's move_exp_nanmean decays the past across NaN as well:
         # pandas' ignore_na=False (its default), used for all three
         "EWMA mean": {
@@ -165,7 +169,7 @@ def speed_table(x, repeat):
         },
     }
     peers = ["numbagg", "bottleneck", "pandas"]
-    header = (f"{'operation':<20}{'toolkit s':>10}" + "".join(f"{p + ' s':>13}" for p in peers)
+    header = (f"{'operation':<26}{'toolkit s':>10}" + "".join(f"{p + ' s':>13}" for p in peers)
               + f"  {'toolkit vs fastest peer':<30}")
     lines = [header, "-" * len(header)]
     for name, impls in rows.items():
@@ -179,7 +183,12 @@ def speed_table(x, repeat):
             own = f"{t['toolkit']:>10.3f}"
         else:
             ratio, own = "not implemented", f"{'-':>10}"
-        lines.append(f"{name:<20}{own}{cells}  {ratio:<30}")
+        lines.append(f"{name:<26}{own}{cells}  {ratio:<30}")
+    # what any kernel of this shape pays before computing anything: reading
+    # every sample and writing a freshly allocated output of the same size
+    floor = best_of({"copy": lambda: x.copy()}, repeat)["copy"]
+    lines.append(f"\nmemory floor: numpy copy of the array (read it, write a new one) "
+                 f"{floor:.3f} s")
     return "\n".join(lines)
 
 

@@ -2,12 +2,14 @@
 
 Short windows (up to ``_SORTED_UP_TO`` samples) keep the valid samples in one
 sorted array: see ``_move_quantile_sorted``. Longer ones, in O(n log w): two
-indexed heaps hold the valid samples of the window: ``lo`` the smallest
-ones (a max-heap, stored negated as a min-heap) and ``hi`` the rest. ``lo``
-holds exactly ``floor(q * (count - 1)) + 1`` samples, so its top and ``hi``'s
-top are the two order statistics the quantile interpolates between. Each
-window slot knows its heap and position, so the sample leaving the window is
-removed in O(log w), as in bottleneck's double heap.
+8-ary indexed heaps hold the valid samples of the window: ``lo`` the
+smallest ones (a max-heap, stored negated as a min-heap) and ``hi`` the
+rest. In a window with a result ``lo`` holds exactly
+``floor(q * (count - 1)) + 1`` samples, so its top and ``hi``'s top are the
+two order statistics the quantile interpolates between; windows without a
+result leave the sizes as they fall. Each window slot knows its heap and
+position, so the entering sample takes the leaving one's node in
+O(log w), as in bottleneck's double heap.
 
 Distribution kind: **window**, like :mod:`kernels.rolling`.
 """
