@@ -26,7 +26,7 @@ from .rolling import block_of
 
 _NONE = -1
 # windows up to this many samples use the sorted-array loop, longer ones the heaps
-_SORTED_UP_TO = 384
+_SORTED_UP_TO = 192
 
 
 # The heaps are 8-ary, as bottleneck's: a node's children are 8 neighbours
@@ -289,7 +289,7 @@ def move_quantile(a, window: int, q: float, min_count: int | None = None, axis: 
     :func:`numpy.quantile` and pandas do; when one of the two is infinite the
     result is that infinity (NaN between -inf and +inf).
 
-    Windows of up to 384 samples keep the window's values in one sorted
+    Windows of up to 192 samples keep the window's values in one sorted
     array (O(window) per sample, but short loops over a few cache lines);
     longer windows use two indexed heaps, O(n log window).
 
