@@ -362,6 +362,7 @@ def _run(stat, a, com, span, halflife, alpha, times, min_count, adjust, ignore_n
                  bool(ignore_na), float(max(min_count, 1)), False, _MEAN, values,
                  state.last_time[rows], redo)
             out[rows] = redo
+            values[:, _SUMS_COL] = 1.0  # no longer the sums loop's state
             state.values[rows] = values
     elif stat == _MEAN and times is None:
         _ewm_mean_steps(series, alpha_value, bool(adjust), bool(ignore_na),
@@ -370,6 +371,10 @@ def _run(stat, a, com, span, halflife, alpha, times, min_count, adjust, ignore_n
         _ewm(series, t, step_halflife, alpha_value, bool(adjust), bool(ignore_na),
              float(max(min_count, 1)), bool(bias), stat, state.values, state.last_time,
              out)
+    if stat == _MEAN and not (times is None and adjust and alpha_value < 1.0):
+        # the other loops' mean leaves the sums loop's columns as they came:
+        # clear the mark, so that a later sums loop restarts from the mean
+        state.values[:, _SUMS_COL] = 1.0
     result = from_series(out, moved_shape, axis)
     if return_state:
         return result, EwmState(state.values.reshape(*lead, 6),

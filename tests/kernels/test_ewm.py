@@ -113,18 +113,27 @@ def test_mean_through_long_gaps_and_near_overflow(ignore_na):
     x = np.full((3, 20_100), np.nan)
     x[0, :50] = np.linspace(1.0, 2.0, 50)
     x[0, 20_050:] = 3.0 + np.arange(50) / 7
-    x[1, ::997] = 1e308
-    x[1, 500::997] = -1e308
+    x[1, :50] = np.linspace(-1.0, 1.0, 50)
+    x[1, 600:602] = 1e308  # two in a row: the decayed sums overflow
+    x[1, 20_000:] = 2.0 + np.arange(100) / 9
     x[2, 100:] = 101325.0 + np.sin(np.arange(20_000))
     got, state = ewm_mean(x, alpha=0.05, ignore_na=ignore_na, return_state=True)
     expected = pd.DataFrame(x.T).ewm(alpha=0.05, ignore_na=ignore_na).mean().to_numpy().T
     np.testing.assert_allclose(got, expected, rtol=1e-12)
-    # the state carries on from either loop
+    # the state carries on from either loop, also in pieces where a series
+    # overflows only in the second (its state then comes from pandas' form)
     more = np.full((3, 10), 5.0)
+    expected = pd.DataFrame(np.concatenate([x, more], axis=1).T).ewm(
+        alpha=0.05, ignore_na=ignore_na).mean().to_numpy().T
     nxt = ewm_mean(more, alpha=0.05, ignore_na=ignore_na, state=state)
-    both = pd.DataFrame(np.concatenate([x, more], axis=1).T).ewm(
-        alpha=0.05, ignore_na=ignore_na).mean().to_numpy().T[:, -10:]
-    np.testing.assert_allclose(nxt, both, rtol=1e-12)
+    np.testing.assert_allclose(nxt, expected[:, -10:], rtol=1e-12)
+    state = None
+    parts = []
+    for piece in (x[:, :400], x[:, 400:], more):
+        out, state = ewm_mean(piece, alpha=0.05, ignore_na=ignore_na, state=state,
+                              return_state=True)
+        parts.append(out)
+    np.testing.assert_allclose(np.concatenate(parts, axis=1), expected, rtol=1e-12)
 
 
 def test_nd_input_and_state_shape():
