@@ -1,7 +1,10 @@
 """Kernel suite: the toolkit's kernels against numbagg, bottleneck and pandas.
 
 Same data, same process, single thread; each time is the minimum of several
-repetitions (page faults swing single timings by 2x on these machines).
+repetitions (page faults swing single timings by 2x on these machines). The
+repetitions run in rounds over the whole speed table -- every implementation
+of every row once per round -- so that a slow spell of the machine, which can
+last minutes, does not fall on one row's repetitions alone.
 
     python benchmarks/bench_kernels.py            # the issue's size: (200, 500_000)
     python benchmarks/bench_kernels.py --quick    # (50, 100_000), for a smoke run
@@ -40,15 +43,26 @@ def best_of(impls, repeat):
     than all of one first means that a slow spell of the machine hits every
     implementation alike.
     """
-    for fn in impls.values():
-        fn()  # warm-up: compilation, first-touch page faults
-    times = {name: [] for name in impls}
+    return best_of_rows({"": impls}, repeat)[""]
+
+
+def best_of_rows(rows, repeat):
+    """`best_of` for a table: each round runs every implementation of every
+    row, so each row's minimum is taken from rounds spread over the whole
+    run, not from one stretch of it that a slow spell of the machine (they
+    last minutes here) may cover."""
+    for impls in rows.values():
+        for fn in impls.values():
+            fn()  # warm-up: compilation, first-touch page faults
+    times = {row: {name: [] for name in impls} for row, impls in rows.items()}
     for _ in range(repeat):
-        for name, fn in impls.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: min(t) for name, t in times.items()}
+        for row, impls in rows.items():
+            for name, fn in impls.items():
+                start = time.perf_counter()
+                fn()
+                times[row][name].append(time.perf_counter() - start)
+    return {row: {name: min(t) for name, t in by_name.items()}
+            for row, by_name in times.items()}
 
 
 def pandas_rolling(x, stat, min_periods=None):
@@ -172,8 +186,14 @@ def speed_table(x, repeat):
     header = (f"{'operation':<26}{'toolkit s':>10}" + "".join(f"{p + ' s':>13}" for p in peers)
               + f"  {'toolkit vs fastest peer':<30}")
     lines = [header, "-" * len(header)]
+    # what any kernel of this shape pays before computing anything: reading
+    # every sample and writing a freshly allocated output of the same size
+    rows["memory floor"] = {"copy": lambda: x.copy()}
+    best = best_of_rows(rows, repeat)
+    floor = best.pop("memory floor")["copy"]
+    del rows["memory floor"]
     for name, impls in rows.items():
-        t = best_of(impls, repeat)
+        t = best[name]
         if name == "flat line":
             t["pandas"] *= x.shape[0] / 20  # scaled from the rows it ran on
         fastest = min(v for k, v in t.items() if k != "toolkit")
@@ -184,9 +204,6 @@ def speed_table(x, repeat):
         else:
             ratio, own = "not implemented", f"{'-':>10}"
         lines.append(f"{name:<26}{own}{cells}  {ratio:<30}")
-    # what any kernel of this shape pays before computing anything: reading
-    # every sample and writing a freshly allocated output of the same size
-    floor = best_of({"copy": lambda: x.copy()}, repeat)["copy"]
     lines.append(f"\nmemory floor: numpy copy of the array (read it, write a new one) "
                  f"{floor:.3f} s")
     return "\n".join(lines)
