@@ -55,11 +55,16 @@ def best_of_rows(rows, repeat):
         for fn in impls.values():
             fn()  # warm-up: compilation, first-touch page faults
     times = {row: {name: [] for name in impls} for row, impls in rows.items()}
-    for _ in range(repeat):
+    for turn in range(repeat):
         for row, impls in rows.items():
-            for name, fn in impls.items():
+            # the first call after another row's is often slow (measured: up
+            # to +0.3 s for whichever library comes first after a long
+            # median), so the order turns from round to round
+            names = list(impls)
+            names = names[turn % len(names):] + names[:turn % len(names)]
+            for name in names:
                 start = time.perf_counter()
-                fn()
+                impls[name]()
                 times[row][name].append(time.perf_counter() - start)
     return {row: {name: min(t) for name, t in by_name.items()}
             for row, by_name in times.items()}
