@@ -349,29 +349,33 @@ def _run(stat, a, com, span, halflife, alpha, times, min_count, adjust, ignore_n
                      initial.last_time[:, None], "state")[:, 0].copy(),
     )
     out = np.empty(series.shape, dtype=arr.dtype)
-    if stat == _MEAN and times is None and adjust and alpha_value < 1.0:
+    need = float(max(min_count, 1))
+    # the adjusted mean without times runs as a ratio of sums (alpha 1, no
+    # decay, would make a gap's sums 0 / 0)
+    sums_loop = stat == _MEAN and times is None and adjust and alpha_value < 1.0
+    if sums_loop:
         incoming = state.values.copy()
         bad = np.zeros(series.shape[0], dtype=np.bool_)
-        _ewm_mean_sums(series, alpha_value, bool(ignore_na), float(max(min_count, 1)),
+        _ewm_mean_sums(series, alpha_value, bool(ignore_na), need,
                        state.values, out, bad)
         if bad.any():  # sums beyond float64: redo those series in pandas' own form
             rows = np.flatnonzero(bad)
             values = incoming[rows]
             redo = np.empty((rows.size, series.shape[1]), dtype=out.dtype)
             _ewm(np.ascontiguousarray(series[rows]), t, 0.0, alpha_value, True,
-                 bool(ignore_na), float(max(min_count, 1)), False, _MEAN, values,
+                 bool(ignore_na), need, False, _MEAN, values,
                  state.last_time[rows], redo)
             out[rows] = redo
             values[:, _SUMS_COL] = 1.0  # no longer the sums loop's state
             state.values[rows] = values
     elif stat == _MEAN and times is None:
         _ewm_mean_steps(series, alpha_value, bool(adjust), bool(ignore_na),
-                        float(max(min_count, 1)), state.values, out)
+                        need, state.values, out)
     else:
         _ewm(series, t, step_halflife, alpha_value, bool(adjust), bool(ignore_na),
-             float(max(min_count, 1)), bool(bias), stat, state.values, state.last_time,
+             need, bool(bias), stat, state.values, state.last_time,
              out)
-    if stat == _MEAN and not (times is None and adjust and alpha_value < 1.0):
+    if stat == _MEAN and not sums_loop:
         # the other loops' mean leaves the sums loop's columns as they came:
         # clear the mark, so that a later sums loop restarts from the mean
         state.values[:, _SUMS_COL] = 1.0
