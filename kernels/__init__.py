@@ -17,7 +17,13 @@ Examples
 >>> import kernels
 >>> kernels.move_mean(np.array([1.0, 2.0, 3.0, 4.0]), window=2)
 array([nan, 1.5, 2.5, 3.5])
+
+Compiled kernels are cached in a per-user folder, never inside the package
+(see :mod:`kernels._cache`): ``kernels.CACHE_DIR`` names it.
 """
+
+# first: numba must know where to cache before any kernel is compiled
+from ._cache import CACHE_DIR  # noqa: I001
 
 from .binning import Binned, bin_rows, bin_samples, combine_bins
 from .detect import cusum, drift, hampel, robust_zscore
@@ -39,6 +45,7 @@ from .rolling import (
 from .timewindow import time_rolling
 
 __all__ = [
+    "CACHE_DIR",
     "Binned", "bin_rows", "bin_samples", "combine_bins",
     "cusum", "drift", "hampel", "robust_zscore",
     "EwmState", "ewm_mean", "ewm_std", "ewm_var",

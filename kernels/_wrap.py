@@ -26,8 +26,9 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # Options shared by every compiled loop:
 # - nogil: Dask runs several tasks per worker in threads; the loops must not
 #   hold the GIL while they run.
-# - cache: workers load the machine code from __pycache__ instead of
-#   recompiling on every start.
+# - cache: workers load the machine code from the per-user cache folder
+#   (kernels._cache, never the package's own folder) instead of recompiling
+#   on every start.
 # - error_model="numpy": a float division by zero gives inf/nan as numpy does,
 #   instead of raising ZeroDivisionError (the Python semantics).
 JIT_OPTIONS = {"nogil": True, "cache": True, "error_model": "numpy"}

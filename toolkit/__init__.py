@@ -12,6 +12,15 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+import kernels as _kernels
+
+if getattr(_kernels, "__file__", None) is None:  # a namespace package: no __init__.py
+    raise ImportError(
+        "'kernels' was found only as the folder(s) "
+        f"{[str(p) for p in _kernels.__path__]}, which hold no kernels: a leftover of "
+        "an earlier install (for example a __pycache__ that numba wrote there). Delete "
+        "that folder and reinstall the toolkit (pip install .)")
+
 from . import accessor  # noqa: F401  (registers ds.telemetry and da.telemetry)
 from .anomaly import rolling_zscore, zscore_flags
 from .cluster import connect

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from . import __version__
 
@@ -36,7 +37,36 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--scheduler", default=None, metavar="ADDRESS",
                       help="use a running Dask scheduler instead of a local cluster "
                       "(default: $TOOLKIT_SCHEDULER, else a local cluster)")
+    commands.add_parser(
+        "info",
+        help="print versions and where the packages and the kernel cache are",
+        description="Print the toolkit's version, the folders its packages were "
+        "imported from, the folder of the compiled-kernel cache, and the versions of "
+        "Python, numba, dask and xarray. Useful in a bug report.",
+    )
     return parser
+
+
+def _info() -> int:
+    import platform
+
+    import dask
+    import numba
+    import xarray
+
+    import kernels
+
+    from . import __file__ as toolkit_file
+
+    rows = [("iot-telemetry-toolkit", __version__), ("python", platform.python_version()),
+            ("numba", numba.__version__), ("dask", dask.__version__),
+            ("xarray", xarray.__version__), ("toolkit package", str(Path(toolkit_file).parent)),
+            ("kernels package", str(Path(kernels.__file__).parent)),
+            ("kernel cache", kernels.CACHE_DIR)]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
 
 
 def _demo(args) -> int:
@@ -70,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(args)
+        if args.command == "info":
+            return _info()
     except KeyboardInterrupt:
         print("\ninterrupted: the cluster was shut down", file=sys.stderr)
         return 130
