@@ -195,7 +195,7 @@ def speed_table(x, repeat):
     # every sample and writing a freshly allocated output of the same size
     best = best_of_rows({**rows, "memory floor": {"copy": lambda: x.copy()}}, repeat)
     floor = best["memory floor"]["copy"]
-    for name, impls in rows.items():
+    for name in rows:
         t = best[name]
         if name == "flat line":
             t["pandas"] *= x.shape[0] / 20  # scaled from the rows it ran on

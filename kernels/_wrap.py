@@ -72,22 +72,44 @@ def numba_ready() -> None:
 
 
 def as_float_array(a, name: str = "a") -> np.ndarray:
-    """Return ``a`` as a float32 or float64 numpy array.
+    """Return ``a`` as a native-order float32 or float64 numpy array.
 
-    Integer and boolean input is converted to float64; float32 stays float32
-    (results are accumulated in float64 inside the loops either way).
+    Any real numeric array is accepted:
+
+    - float32 and float64 stay as they are (results are accumulated in
+      float64 inside the loops either way);
+    - non-native byte order (``>f8`` from a netCDF3 file, say) is converted
+      once, so results come back in native order;
+    - float16 is computed in float32 and the result is float32: float16 holds
+      three significant digits and nothing above 65504, so a rolling sum or
+      variance returned in it would lose what the loops computed;
+    - integers, booleans and long doubles become float64.
+
+    Complex numbers, objects, strings and times raise a :class:`TypeError`
+    naming the dtype.
+
+    Examples
+    --------
+    >>> as_float_array(np.arange(3, dtype=">f8")).dtype.isnative
+    True
+    >>> as_float_array(np.ones(2, np.float16)).dtype
+    dtype('float32')
     """
     numba_ready()
     arr = np.asarray(a)
-    if arr.dtype in FLOAT_DTYPES:
-        return arr
-    if arr.dtype.kind in "biu":
-        return arr.astype(np.float64)
-    if arr.dtype == np.float16:
+    kind = arr.dtype.kind
+    if kind == "f" and arr.dtype.itemsize in (4, 8):
+        return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
+    if kind == "f" and arr.dtype.itemsize < 4:
         return arr.astype(np.float32)
+    if kind in "biu" or kind == "f":  # integers, booleans, long double
+        return arr.astype(np.float64)
+    what = {"c": "complex numbers", "O": "Python objects", "U": "strings", "S": "bytes",
+            "M": "times (datetime64)", "m": "durations (timedelta64)"}.get(kind, "no numbers")
     raise TypeError(
-        f"{name} must hold real numbers (float32, float64 or integers), "
-        f"got dtype {arr.dtype}"
+        f"{name} must hold real numbers (floats, integers or booleans); its dtype "
+        f"{arr.dtype} holds {what}. Convert it first, e.g. np.real(...) or "
+        ".astype('float64')"
     )
 
 

@@ -175,7 +175,7 @@ def plan_blocks(files, schema, blocksize) -> list[Block]:
     for i, path in enumerate(files):
         device = schema.device_of(path)
         size = os.path.getsize(path)
-        if compression_of(path) or not blocksize or size <= blocksize:
+        if compression_of(path) or not blocksize or size <= blocksize or _cr_lines(path):
             blocks.append(Block(path, i, 0, None if compression_of(path) else size, True,
                                 device))
             continue
@@ -183,6 +183,13 @@ def plan_blocks(files, schema, blocksize) -> list[Block]:
             blocks.append(Block(path, i, start, min(start + int(blocksize), size),
                                 start == 0, device))
     return blocks
+
+
+def _cr_lines(path) -> bool:
+    """Whether a plain file ends its lines with a lone CR (read as one block)."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    return b"\n" not in head and b"\r" in head
 
 
 def _parse_all(paths, *, blocksize, on_bad_rows, quarantine, schema_kwargs):

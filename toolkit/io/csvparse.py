@@ -13,6 +13,9 @@ fast path again. Only blocks with bad rows pay for that.
 from __future__ import annotations
 
 import csv
+import io
+import os
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +25,19 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from ..errors import LoadError
-from .csvschema import EPOCH_UNITS, NULL_TEXTS, ROW_ID, ZONED, Schema, compression_of
+from .csvschema import (
+    BAD_CHAR,
+    EPOCH_UNITS,
+    NULL_TEXTS,
+    ROW_ID,
+    ZONED,
+    Schema,
+    compression_of,
+    cr_to_lf,
+    lone_cr,
+    read_fields,
+    split_lines,
+)
 
 DICT = pa.dictionary(pa.int32(), pa.string())
 
@@ -131,6 +146,11 @@ def _normalise_header(fields: list[str], schema: Schema) -> tuple[str, ...]:
 def parse_block(block: Block, schema: Schema) -> Parsed:
     """Parse ``block`` (see the module docstring); runs on a worker."""
     raw = read_block_bytes(block)
+    # a whole file without LF ends its lines at a lone CR (old Mac files); a
+    # byte range of a larger file is never read so (plan_blocks keeps such
+    # files whole)
+    if block.start == 0 and (block.end is None or block.end >= os.path.getsize(block.path)):
+        raw = cr_to_lf(raw)
     lines = count_lines(raw)
     buf = memoryview(raw)  # slices below copy nothing
     offset = 0
@@ -147,6 +167,10 @@ def parse_block(block: Block, schema: Schema) -> Parsed:
         buf = buf[len(buf):] if cut < 0 else buf[cut + 1:]
         offset = 1
     try:
+        # pyarrow ends a line at a lone CR, the line-by-line path judges and
+        # names such a line instead
+        if lone_cr(raw):
+            raise _NeedsSlowPath
         out = _fast(buf, schema, block, lines - offset)
     except _NeedsSlowPath:
         out = _slow(bytes(buf), schema, block, offset)
@@ -207,24 +231,25 @@ def _times(table: pa.Table, schema: Schema) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fast(buf, schema: Schema, block: Block, lines: int) -> Parsed:
-    invalid = []
-
-    def handler(row):
-        invalid.append(row.number)
-        return "skip"
-
+    if not bytes(buf).strip():  # nothing but blank lines (pyarrow calls it an error)
+        n_metrics = len(schema.metrics) if schema.layout == "wide" else 0
+        return Parsed(block, np.array([], object), np.zeros(0, np.int32),
+                      np.zeros(0, np.int64), list(schema.metrics),
+                      None if schema.layout == "wide" else np.zeros(0, np.int32),
+                      np.zeros((0, n_metrics) if n_metrics else 0), empty=lines)
     try:
         table = pcsv.read_csv(
             pa.BufferReader(pa.py_buffer(buf)),
             read_options=pcsv.ReadOptions(column_names=list(schema.columns), use_threads=False,
                                           encoding=schema.encoding, block_size=1 << 22),
-            parse_options=pcsv.ParseOptions(delimiter=schema.sep, invalid_row_handler=handler),
+            # no invalid_row_handler: a row of the wrong width raises, which
+            # sends the block line by line (a handler made pyarrow decode the
+            # row's text first, and undecodable text escaped from there)
+            parse_options=pcsv.ParseOptions(delimiter=schema.sep),
             convert_options=_convert_options(schema),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as err:
         raise _NeedsSlowPath from err
-    if invalid:
-        raise _NeedsSlowPath
     n = table.num_rows
     times, failed = _times(table, schema)
     time_null = np.zeros(n, bool)
@@ -248,11 +273,13 @@ def _fast(buf, schema: Schema, block: Block, lines: int) -> Parsed:
         times = times[keep]
     if schema.device:
         devices, codes = _dictionary(table.column(schema.device))
+        _check_names(devices)
     else:
         devices = np.array([block.device], dtype=object)
         codes = np.zeros(table.num_rows, np.int32)
     if schema.layout == "long":
         metrics, metric_codes = _dictionary(table.column(schema.metric))
+        _check_names(metrics)
         metrics = list(metrics)
         values = table.column(schema.value).to_numpy(zero_copy_only=False).astype(np.float64)
     else:
@@ -267,6 +294,13 @@ def _fast(buf, schema: Schema, block: Block, lines: int) -> Parsed:
                   empty=n_empty + blank_lines)
 
 
+def _check_names(names) -> None:
+    """Device or metric names with a control character were damaged: such a
+    block goes line by line, where the rows are judged and named."""
+    if any(BAD_CHAR.search(str(n)) for n in names):
+        raise _NeedsSlowPath
+
+
 def _dictionary(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """Values and codes of a dictionary column (chunks unified)."""
     column = column.unify_dictionaries() if column.num_chunks > 1 else column
@@ -279,22 +313,25 @@ def _dictionary(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _slow(buf: bytes, schema: Schema, block: Block, offset: int) -> Parsed:
-    text = buf.decode(schema.encoding, "replace")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
+    lines = split_lines(buf)
     index = {c: i for i, c in enumerate(schema.columns)}
+    used = {index[c] for c in schema.used}
     empty, rejected, good, good_fields = 0, [], [], []
-    for i, raw in enumerate(lines):
-        line = raw.rstrip("\r")
-        fields = next(csv.reader([line], delimiter=schema.sep), [])
+    for i, line in enumerate(lines):
+        fields, bad, problem = read_fields(line, schema.sep, schema.encoding, used)
+        text = line.decode(schema.encoding, "replace")
+        if problem:
+            name = schema.columns[bad] if bad is not None and bad < len(schema.columns) \
+                else None
+            rejected.append((offset + i, text, name, problem))
+            continue
         if not any(f.strip() for f in fields):
             empty += 1
             continue
         if len(fields) != len(schema.columns):
-            rejected.append((offset + i, line, None, f"expected {len(schema.columns)} fields "
-                                                      f"separated by {schema.sep!r}, found "
-                                                      f"{len(fields)}"))
+            rejected.append((offset + i, text, None, f"expected {len(schema.columns)} fields "
+                                                     f"separated by {schema.sep!r}, found "
+                                                     f"{len(fields)}"))
             continue
         good.append(i)
         good_fields.append(fields)
@@ -303,18 +340,50 @@ def _slow(buf: bytes, schema: Schema, block: Block, offset: int) -> Parsed:
     for k, i in enumerate(good):
         if k in problems:
             name, problem = problems[k]
-            rejected.append((offset + i, lines[i].rstrip("\r"), name, problem))
+            rejected.append((offset + i, lines[i].decode(schema.encoding, "replace"), name,
+                             problem))
         else:
-            kept.append(lines[i])
-    body = ("\n".join(kept) + "\n").encode(schema.encoding) if kept else b""
-    try:
-        out = _fast(body, schema, block, len(kept))
-    except _NeedsSlowPath as err:
-        raise LoadError(f"{block.path}: rows judged good by the line-by-line check still "
-                        "failed to parse; please report this with the file") from err
+            kept.append((i, _blank_spaces(lines[i], good_fields[k], schema)))
+    out, unreadable = _parse_kept(kept, schema, block)
+    rejected += [(offset + i, lines[i].decode(schema.encoding, "replace"), name, problem)
+                 for i, name, problem in unreadable]
     out.empty += empty
     out.rejected = sorted(rejected)
     return out
+
+
+def _blank_spaces(line: bytes, fields: list[str], schema: Schema) -> bytes:
+    """``line`` with its space-only fields emptied: the line-by-line check reads
+    them as missing, and so must pyarrow (which only trims around numbers)."""
+    if all(f.strip() or not f for f in fields):
+        return line
+    text = io.StringIO()
+    csv.writer(text, delimiter=schema.sep, lineterminator="").writerow(
+        [f if f.strip() else "" for f in fields])
+    return text.getvalue().encode(schema.encoding)
+
+
+def _parse_kept(kept: list[tuple[int, bytes]], schema: Schema, block: Block):
+    """Parse the lines the check judged good; a line pyarrow still refuses is
+    found one by one and rejected with pyarrow's reason (the checks should
+    agree; this keeps a disagreement from losing the block)."""
+    body = b"\n".join(line for _, line in kept) + b"\n" if kept else b""
+    try:
+        return _fast(body, schema, block, len(kept)), []
+    except _NeedsSlowPath:
+        pass
+    unreadable, readable = [], []
+    for i, line in kept:
+        try:
+            _fast(line + b"\n", schema, block, 1)
+            readable.append(line)
+        except _NeedsSlowPath as err:
+            cause = str(err.__cause__ or "the value does not parse").splitlines()[0]
+            column = re.search(r"column #(\d+)", cause)
+            name = schema.columns[int(column.group(1))] if column else None
+            unreadable.append((i, name, f"cannot be read ({cause})"))
+    body = b"\n".join(readable) + b"\n" if readable else b""
+    return _fast(body, schema, block, len(readable)), unreadable
 
 
 def _field_problems(rows: list[list[str]], schema: Schema, index: dict) -> dict:

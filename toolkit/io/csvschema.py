@@ -9,7 +9,6 @@ Whatever is inferred can be stated instead, and a statement always wins.
 from __future__ import annotations
 
 import csv
-import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,8 @@ import pyarrow as pa
 from ..errors import LoadError
 
 HEAD_BYTES = 64 * 1024
+#: rows of the head that inference looks at
+HEAD_ROWS = 200
 #: texts read as missing in every column (besides empty fields)
 NULL_TEXTS = ("", "NA", "N/A", "NaN", "nan", "NAN", "null", "NULL", "None", "-nan")
 #: date-time formats tried, in order, when the times are not ISO 8601
@@ -128,20 +129,111 @@ def read_head(path, nbytes: int = HEAD_BYTES) -> bytes:
     """The first ``nbytes`` of a file, decompressed, cut at the last full line."""
     with pa.input_stream(str(path), compression=compression_of(path)) as stream:
         head = stream.read(nbytes)
-    if len(head) == nbytes and b"\n" in head:
-        head = head[: head.rfind(b"\n") + 1]
+    if len(head) == nbytes:
+        end = head.rfind(b"\n") if b"\n" in head else head.rfind(b"\r")
+        if end >= 0:
+            head = head[: end + 1]
     return head
+
+
+#: what makes a field unreadable: a control character (a lone carriage
+#: return included) or a byte that did not decode (a surrogate escape)
+BAD_CHAR = re.compile("[\x00-\x08\x0a-\x1f\x7f\udc80-\udcff]")
+
+
+def lone_cr(buf: bytes) -> bool:
+    """Whether ``buf`` holds a carriage return outside a CRLF line end.
+
+    pyarrow ends a line there, the line-by-line path does not (it judges and
+    names such a line), so a block with one takes the line-by-line path.
+    Text without any CR costs one memchr.
+
+    Examples
+    --------
+    >>> lone_cr(b"a,1\\r\\nb,2\\n"), lone_cr(b"a,2\\r.5\\n"), lone_cr(b"a,1\\n")
+    (False, True, False)
+    """
+    return b"\r" in buf and buf.count(b"\r") != buf.count(b"\r\n")
+
+
+def split_lines(buf: bytes) -> list[bytes]:
+    """The lines of ``buf`` without their line ends.
+
+    Lines end at ``\\n`` or ``\\r\\n``, mixed as they come. A lone ``\\r``
+    stays inside its line, where :func:`read_fields` reports it (a whole file
+    that ends its lines with lone CRs is translated before, by
+    :func:`cr_to_lf`).
+
+    Examples
+    --------
+    >>> split_lines(b"a\\r\\nb\\nc"), split_lines(b"a\\r.5\\n")
+    ([b'a', b'b', b'c'], [b'a\\r.5'])
+    """
+    lines = buf.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+def cr_to_lf(whole_file: bytes) -> bytes:
+    """A whole file (or its head) that has no LF but CRs ends its lines at a
+    lone CR (the old Mac convention): those become LF. Any other text is
+    returned as it is; never apply this to a byte range of a larger file.
+
+    Examples
+    --------
+    >>> cr_to_lf(b"a\\rb\\r"), cr_to_lf(b"a\\r\\nb\\r.5\\n")
+    (b'a\\nb\\n', b'a\\r\\nb\\r.5\\n')
+    """
+    if b"\n" not in whole_file and b"\r" in whole_file:
+        return whole_file.replace(b"\r", b"\n")
+    return whole_file
+
+
+def read_fields(line: bytes, sep: str, encoding: str,
+                check=None) -> tuple[list[str], int | None, str]:
+    """The fields of one line, and the first unreadable one with the reason.
+
+    Returns ``(fields, None, "")`` for a readable line, else ``(fields, k,
+    problem)`` where field ``k`` (None: the line as a whole) holds a byte
+    that is not ``encoding`` text or a control character. ``check`` limits
+    that to the fields at these positions (the columns that are read); a
+    carriage return counts in any field, since it would end the line for
+    the fast parser.
+
+    Examples
+    --------
+    >>> read_fields(b"dev-1,2.5", ",", "utf-8")
+    (['dev-1', '2.5'], None, '')
+    >>> read_fields(b"dev-1,2\\r.5", ",", "utf-8")[1:]
+    (1, 'it holds a carriage return (\\\\r) inside the line (a damaged line?)')
+    """
+    text = line.decode(encoding, "surrogateescape")
+    # csv refuses a line break inside an unquoted field: mask them while splitting
+    masked = text.replace("\r", "\ue000").replace("\n", "\ue001")
+    try:
+        fields = next(csv.reader([masked], delimiter=sep), [])
+    except csv.Error as err:
+        return [], None, f"the line cannot be split into fields ({err})"
+    fields = [f.replace("\ue000", "\r").replace("\ue001", "\n") for f in fields]
+    for k, value in enumerate(fields):
+        bad = BAD_CHAR.search(value)
+        if bad is None or (check is not None and k not in check and "\r" not in value):
+            continue
+        ch = "\r" if "\r" in value else bad.group()
+        if "\udc80" <= ch <= "\udcff":
+            return fields, k, (f"byte 0x{ord(ch) - 0xDC00:02x} is not {encoding} text; pass "
+                               "encoding=... (such as 'latin-1') if the file is in another "
+                               "encoding")
+        what = "a carriage return (\\r)" if ch == "\r" else f"the control character {ch!r}"
+        return fields, k, f"it holds {what} inside the line (a damaged line?)"
+    return fields, None, ""
 
 
 def _sniff_sep(header: str) -> str:
     counts = {sep: header.count(sep) for sep in (",", ";", "\t", "|")}
     best = max(counts, key=counts.get)
     return best if counts[best] else ","
-
-
-def _rows(text: str, sep: str, n: int = 200) -> list[list[str]]:
-    reader = csv.reader(io.StringIO(text), delimiter=sep)
-    return [row for _, row in zip(range(n), reader, strict=False)]
 
 
 def _find(columns, wanted, candidates) -> str | None:
@@ -188,30 +280,37 @@ def infer_schema(
     >>> s.sep, s.decimal, s.layout, s.device, s.metrics, s.device_of(path)
     (';', ',', 'wide', None, ('temp', 'rh'), 'dev-1')
     """
-    head = read_head(path)
-    try:
-        text = head.decode(encoding)
-    except UnicodeDecodeError as err:
-        raise LoadError(f"{path}: not {encoding} text ({err}); pass encoding=...") from err
-    text = text.replace("\r\n", "\n")
-    if not text.strip():
+    lines = split_lines(cr_to_lf(read_head(path)))
+    if not any(line.strip() for line in lines):
         raise LoadError(f"{path}: the file is empty; there is no header to read")
-    header_line = text.split("\n", 1)[0]
+    try:
+        header_line = lines[0].decode(encoding)
+    except UnicodeDecodeError as err:
+        raise LoadError(f"{path}, line 1: the header is not {encoding} text ({err}); pass "
+                        "encoding=... (such as 'latin-1')") from err
     sep = sep or _sniff_sep(header_line)
-    rows = _rows(text, sep)
-    columns = [c.strip() for c in rows[0]]
-    body = [r for r in rows[1:] if any(f.strip() for f in r)]
+    header, bad, problem = read_fields(lines[0], sep, encoding)
+    if bad is not None or problem:
+        raise LoadError(f"{path}, line 1: cannot read the header: {problem}")
+    columns = [c.strip() for c in header]
+    # the body sample: readable lines only (bad ones are judged when parsed)
+    body, body_lines = [], []
+    for number, line in enumerate(lines[1:HEAD_ROWS + 1], start=2):
+        fields, bad, problem = read_fields(line, sep, encoding)
+        if bad is None and not problem and any(f.strip() for f in fields):
+            body.append(fields)
+            body_lines.append(number)
     # R's write.csv: a quoted row id in every row, no name for it in the header
     if body and all(len(r) == len(columns) + 1 for r in body[:20]):
         columns = [ROW_ID] + columns
     columns = [c if c else f"_unnamed_{i}" for i, c in enumerate(columns)]
     if len(set(columns)) != len(columns):
         dup = sorted({c for c in columns if columns.count(c) > 1})
-        raise LoadError(f"{path}: the header names columns {dup} more than once")
+        raise LoadError(f"{path}, line 1: the header names columns {dup} more than once")
     ignored = set(ignore) | {c for c in columns if c.startswith("_")}
     unknown = [c for c in ignore if c not in columns]
     if unknown:
-        raise LoadError(f"{path}: ignore names columns {unknown} that the file does not "
+        raise LoadError(f"{path}, line 1: ignore names columns {unknown} that the file does not "
                         f"have; its columns are {columns}")
 
     if device is False:
@@ -231,7 +330,7 @@ def infer_schema(
             found = _find(columns, None, ("time", "timestamp", "datetime", "date", "ts"))
             time_cols = (found,) if found else ()
     if not time_cols:
-        raise LoadError(f"{path}: no time column found among {columns}; pass time='name' "
+        raise LoadError(f"{path}, line 1: no time column found among {columns}; pass time='name' "
                         "(or time=['date column', 'time column'])")
     metric_col = _find(columns, metric, ("metric", "variable", "quantity"))
     value_col = _find(columns, value, ("value", "reading"))
@@ -243,10 +342,10 @@ def infer_schema(
                           value_col if layout == "long" else None, *time_cols) if c]
     for c in stated:
         if c not in columns:
-            raise LoadError(f"{path}: column {c!r} is not in the header; the columns are "
+            raise LoadError(f"{path}, line 1: column {c!r} is not in the header; the columns are "
                             f"{columns}")
     if layout == "long" and not (metric_col and value_col):
-        raise LoadError(f"{path}: the long layout needs a metric and a value column; pass "
+        raise LoadError(f"{path}, line 1: the long layout needs a metric and a value column; pass "
                         f"metric=... and value=... (columns: {columns})")
     keys = set(stated)
     if layout == "wide":
@@ -254,29 +353,32 @@ def infer_schema(
             c for c in columns if c not in keys and c not in ignored)
         missing_cols = [c for c in wide if c not in columns]
         if missing_cols:
-            raise LoadError(f"{path}: metrics {missing_cols} are not columns of the file "
+            raise LoadError(f"{path}, line 1: metrics {missing_cols} are not columns of the file "
                             f"({columns})")
         if not wide:
-            raise LoadError(f"{path}: no metric columns left (columns {columns}, ignored "
+            raise LoadError(f"{path}, line 1: no metric columns left (columns {columns}, ignored "
                             f"{sorted(ignored)})")
     else:
         wide = ()
     index = {c: i for i, c in enumerate(columns)}
 
+    good = [(n, r) for n, r in zip(body_lines, body, strict=True) if len(r) == len(columns)]
+
     def sample(col):
-        return [r[index[col]].strip() for r in body if len(r) == len(columns)]
+        return [r[index[col]].strip() for _, r in good]
 
     if decimal is None:
         numeric_cols = wide if layout == "wide" else (value_col,)
         commas = any(re.fullmatch(r"-?\d+,\d+", v) for c in numeric_cols for v in sample(c))
         decimal = "," if commas and sep != "," else "."
     if layout == "wide":
-        _check_numeric(path, {c: sample(c) for c in wide}, decimal)
+        _check_numeric(path, {c: sample(c) for c in wide}, decimal, [n for n, _ in good])
 
-    time_text = [" ".join(parts) for parts in zip(*(sample(c) for c in time_cols),
-                                                    strict=True)]
-    time_text = [t for t in time_text if t]
-    kind, fmt = _time_kind(path, time_text, time_format)
+    time_text = [(n, " ".join(parts)) for n, *parts in zip(
+        [n for n, _ in good], *(sample(c) for c in time_cols), strict=True)]
+    time_text = [(n, t) for n, t in time_text if t]
+    kind, fmt = _time_kind(f"{path}, line {time_text[0][0] if time_text else 2}",
+                           [t for _, t in time_text], time_format)
     if timezone is not None:
         try:
             pd.Timestamp("2026-01-01").tz_localize(timezone)
@@ -293,14 +395,15 @@ def infer_schema(
     )
 
 
-def _check_numeric(path, samples: dict, decimal: str) -> None:
+def _check_numeric(path, samples: dict, decimal: str, lines: list[int]) -> None:
     for col, values in samples.items():
         texts = [v for v in values if v not in NULL_TEXTS]
+        where = lines[values.index(texts[0])] if texts else 2
         nums = pd.to_numeric(pd.Series(texts, dtype=object).str.replace(decimal, ".",
                                                                          regex=False),
                              errors="coerce")
         if len(texts) and nums.isna().all():
-            raise LoadError(f"{path}: column {col!r} is not numeric (for example "
+            raise LoadError(f"{path}, line {where}: column {col!r} is not numeric (for example "
                             f"{texts[0]!r}); list it in ignore=[...] if it is a label, or "
                             "pass metrics=[...]")
 
