@@ -25,6 +25,7 @@ Compiled kernels are cached in a per-user folder, never inside the package
 # first: numba must know where to cache before any kernel is compiled
 from ._cache import CACHE_DIR  # noqa: I001
 
+from . import flags
 from .binning import Binned, bin_rows, bin_samples, combine_bins
 from .detect import cusum, drift, hampel, robust_zscore
 from .ewm import EwmState, ewm_mean, ewm_std, ewm_var
@@ -45,7 +46,7 @@ from .rolling import (
 from .timewindow import time_rolling
 
 __all__ = [
-    "CACHE_DIR",
+    "CACHE_DIR", "flags",
     "Binned", "bin_rows", "bin_samples", "combine_bins",
     "cusum", "drift", "hampel", "robust_zscore",
     "EwmState", "ewm_mean", "ewm_std", "ewm_var",

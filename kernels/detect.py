@@ -20,8 +20,8 @@ from ._wrap import (
     from_series,
     series_state,
 )
+from .flags import MISSING, NOT_EVALUATED, PASS, SUSPECT
 
-PASS, NOT_EVALUATED, SUSPECT, MISSING = 1, 2, 3, 9
 MAD_SCALE = 1.4826  # makes the MAD of normal noise its standard deviation
 
 

@@ -22,8 +22,8 @@ from ._wrap import (
     series_state,
     times_2d,
 )
+from .flags import FAIL, MISSING, NOT_EVALUATED, PASS, SUSPECT
 
-PASS, NOT_EVALUATED, SUSPECT, FAIL, MISSING = 1, 2, 3, 4, 9
 _NO_TIME = np.iinfo(np.int64).min
 
 
@@ -51,11 +51,7 @@ def gross_range(a, fail_span: tuple[float, float],
     >>> gross_range([5.0, 45.0, 80.0, np.nan], (-40, 60), (0, 40))
     array([1, 3, 4, 9], dtype=int8)
     """
-    fail_lo, fail_hi = _span(fail_span, "fail_span")
-    suspect_lo, suspect_hi = (fail_lo, fail_hi) if suspect_span is None else \
-        _span(suspect_span, "suspect_span")
-    if suspect_lo < fail_lo or suspect_hi > fail_hi:
-        raise ValueError(f"suspect_span {suspect_span} must lie inside fail_span {fail_span}")
+    fail_lo, fail_hi, suspect_lo, suspect_hi = check_gross_range(fail_span, suspect_span)
     return _flags(_gross_range, a, axis, fail_lo, fail_hi, suspect_lo, suspect_hi)
 
 
@@ -187,10 +183,7 @@ def flat_line(a, tolerance: float, suspect: float, fail: float, *, times=None,
     >>> flat_line([1.0, 2.0, 2.0, 2.0, 2.0, 3.0], tolerance=0.0, suspect=3, fail=4)
     array([1, 1, 1, 3, 4, 1], dtype=int8)
     """
-    if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0, got tolerance={tolerance!r}")
-    if not 0 < suspect <= fail:
-        raise ValueError(f"need 0 < suspect <= fail, got suspect={suspect!r}, fail={fail!r}")
+    check_flat_line(tolerance, suspect, fail)
     arr = as_float_array(a)
     series, shape = as_series(arr, axis)
     t = _times(times, series.shape)
@@ -275,11 +268,46 @@ def _times(times, shape):
     return times_2d(times, shape, sorted_=False)
 
 
+def check_gross_range(fail_span, suspect_span=None) -> tuple[float, float, float, float]:
+    """Check the ranges of :func:`gross_range`: ``(fail_lo, fail_hi, suspect_lo, suspect_hi)``.
+
+    Examples
+    --------
+    >>> check_gross_range((-40, 60))
+    (-40.0, 60.0, -40.0, 60.0)
+    """
+    fail_lo, fail_hi = _span(fail_span, "fail_span")
+    suspect_lo, suspect_hi = (fail_lo, fail_hi) if suspect_span is None else \
+        _span(suspect_span, "suspect_span")
+    if suspect_lo < fail_lo or suspect_hi > fail_hi:
+        raise ValueError(f"suspect_span {suspect_span} must lie inside fail_span {fail_span}")
+    return fail_lo, fail_hi, suspect_lo, suspect_hi
+
+
+def check_flat_line(tolerance, suspect, fail) -> None:
+    """Check the arguments of :func:`flat_line` (counts or durations alike)."""
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance must be >= 0, got tolerance={tolerance!r}")
+    if not 0 < suspect <= fail:
+        raise ValueError(f"need 0 < suspect <= fail, got suspect={suspect!r}, fail={fail!r}")
+
+
 def _span(span, name):
     lo, hi = (float(v) for v in span)
     if not lo <= hi:
         raise ValueError(f"{name} must be (low, high) with low <= high, got {span!r}")
     return lo, hi
+
+
+def check_thresholds(suspect, fail) -> tuple[float, float]:
+    """Check the thresholds of :func:`spike`: ``0 <= suspect <= fail``.
+
+    Examples
+    --------
+    >>> check_thresholds(1, 2.5)
+    (1.0, 2.5)
+    """
+    return _thresholds(suspect, fail)
 
 
 def _thresholds(suspect, fail):

@@ -24,7 +24,13 @@ if getattr(_kernels, "__file__", None) is None:  # a namespace package: no __ini
 from . import accessor  # noqa: F401  (registers ds.telemetry and da.telemetry)
 from .anomaly import rolling_zscore, zscore_flags
 from .cluster import connect
-from .errors import ChunkingError, ClusterConnectionError, DataModelError, ToolkitError
+from .errors import (
+    ArgumentError,
+    ClusterConnectionError,
+    DataModelError,
+    LoadError,
+    ToolkitError,
+)
 from .events import evaluate_events, flags_to_events
 from .synthetic import Fleet, make_fleet
 
@@ -34,7 +40,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 __all__ = [
-    "ChunkingError", "ClusterConnectionError", "DataModelError", "Fleet",
+    "ArgumentError", "ClusterConnectionError", "DataModelError", "Fleet", "LoadError",
     "ToolkitError", "connect", "evaluate_events", "flags_to_events", "make_fleet",
     "rolling_zscore", "zscore_flags",
 ]

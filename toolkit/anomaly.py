@@ -13,6 +13,7 @@ import xarray as xr
 import kernels
 
 from .apply import apply_kernel
+from .errors import ArgumentError
 from .model import (
     FLAG_ATTRS,
     FLAG_MISSING,
@@ -88,7 +89,7 @@ def zscore_flags(scores: xr.Dataset | xr.DataArray, threshold: float = 5.0,
     array([2, 1, 3, 9], dtype=int8)
     """
     if threshold <= 0 or not np.isfinite(threshold):
-        raise ValueError(f"threshold must be a positive number, got {threshold!r}")
+        raise ArgumentError(f"threshold must be a positive number, got {threshold!r}")
     if isinstance(scores, xr.Dataset):
         out = xr.Dataset(
             {name: zscore_flags(scores[name], threshold,

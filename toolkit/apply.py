@@ -17,6 +17,7 @@ import xarray as xr
 from dask.base import tokenize
 
 from .chunked import map_scan, map_window, time_halo, time_halo_after
+from .errors import DataModelError
 from .model import TIME, check_fleet, metric_names, with_history
 
 Kind = Literal["pointwise", "window", "scan"]
@@ -87,7 +88,7 @@ def apply_kernel(
         )
         return with_history(out, history or name)
     if dim not in obj.dims:
-        raise ValueError(f"{obj.name!r} has no dimension {dim!r} (its dims: {obj.dims})")
+        raise DataModelError(f"{obj.name!r} has no dimension {dim!r} (its dims: {obj.dims})")
     da = obj.transpose(..., dim)
     values = da.data
     out_dtype = np.dtype(dtype) if dtype is not None else da.dtype
@@ -126,23 +127,3 @@ def apply_kernel(
     out = da.copy(data=result)
     out.attrs = attrs(da) if attrs is not None else dict(da.attrs)
     return out.transpose(*obj.dims)
-
-
-def as_span(window) -> pd.Timedelta | None:
-    """A window given as a duration ("10min", timedelta) as a Timedelta; None for a count.
-
-    Examples
-    --------
-    >>> as_span("10min"), as_span(60)
-    (Timedelta('0 days 00:10:00'), None)
-    """
-    if isinstance(window, (int, np.integer)) and not isinstance(window, bool):
-        return None
-    try:
-        span = pd.Timedelta(window)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"window must be a number of samples or a duration such as "
-                         f"'10min', got window={window!r}") from err
-    if span <= pd.Timedelta(0):
-        raise ValueError(f"a window duration must be positive, got window={window!r}")
-    return span

@@ -25,6 +25,8 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
+from .errors import ArgumentError
+
 
 def _neighbours(sizes: Sequence[int], j: int, need: int, step: int) -> list[int]:
     """Indices of the blocks next to block j (step -1 before, +1 after) that
@@ -95,7 +97,7 @@ def map_window(
     before = [int(before)] * n if np.ndim(before) == 0 else [int(b) for b in before]
     after = [int(after)] * n if np.ndim(after) == 0 else [int(a) for a in after]
     if len(before) != n or len(after) != n or min(before + after, default=0) < 0:
-        raise ValueError(f"before/after must be >= 0, one number or one per block ({n})")
+        raise ArgumentError(f"before/after must be >= 0, one number or one per block ({n})")
     out_name = f"{name}-{tokenize(arr, func, before, after, axis, times, name)}"
     dsk = {}
     deps = [arr]
@@ -226,7 +228,7 @@ def _times_array(times, arr, axis, name) -> da.Array:
     """The in-memory times as a Dask array chunked like ``arr`` along ``axis``."""
     times = np.asarray(times)
     if times.shape != (arr.shape[axis],):
-        raise ValueError(f"times must have {arr.shape[axis]} samples, got {times.shape}")
+        raise ArgumentError(f"times must have {arr.shape[axis]} samples, got {times.shape}")
     return da.from_array(times, chunks=(arr.chunks[axis],),
                          name=f"{name}-times-{tokenize(times, arr.chunks[axis])}")
 

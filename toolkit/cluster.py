@@ -11,7 +11,7 @@ import signal
 
 from distributed import Client
 
-from .errors import ClusterConnectionError
+from .errors import ArgumentError, ClusterConnectionError
 from .progress import sigint_handler
 
 SCHEDULER_ENV = "TOOLKIT_SCHEDULER"
@@ -59,7 +59,7 @@ def connect(address: str | None = None, *, timeout: float = 10, **cluster_kwargs
     address = address or os.environ.get(SCHEDULER_ENV) or None
     if address is not None:
         if cluster_kwargs:
-            raise TypeError(
+            raise ArgumentError(
                 f"cluster options {sorted(cluster_kwargs)} only apply when "
                 f"connect() starts a local cluster, not when it connects to "
                 f"the scheduler at {address!r}"

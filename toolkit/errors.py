@@ -15,8 +15,10 @@ class ClusterConnectionError(ToolkitError, ConnectionError):
     """A Dask scheduler could not be reached at the given address."""
 
 
-class ChunkingError(ToolkitError, ValueError):
-    """The chunks of a dataset do not suit the requested operation."""
+class ArgumentError(ToolkitError, ValueError, TypeError):
+    """An argument of the wrong type or value: the message names the argument,
+    the value given and what is expected. Callers may catch it as
+    :class:`ValueError` or :class:`TypeError` too."""
 
 
 class DataModelError(ToolkitError, ValueError):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .model import DEVICE, EVENT_COLUMNS, FLAG_SUSPECT, TIME
+from .model import DEVICE, EVENT_COLUMNS, FLAG_MISSING, FLAG_SUSPECT, TIME
 
 
 def flag_runs(flagged: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -107,7 +107,7 @@ def flags_to_events(
     tasks = []
     for name in flags.data_vars:
         f = flags[name].transpose(DEVICE, TIME)
-        f = f.where(f != 9, 0).astype(np.int8)
+        f = f.where(f != FLAG_MISSING, 0).astype(np.int8)
         s = None if scores is None else scores[name].transpose(DEVICE, TIME)
         devices = f[DEVICE].values
         if f.chunks is None:

@@ -7,6 +7,8 @@ import pandas as pd
 import kernels
 
 from .apply import apply_kernel
+from .arguments import count_or_duration
+from .errors import ArgumentError
 from .model import TIME
 
 
@@ -21,7 +23,7 @@ def ffill(obj, limit: int | None = None, *, dim: str = TIME):
     array([[ 1.,  1., nan,  4.]])
     """
     if limit is not None and (int(limit) != limit or limit < 1):
-        raise ValueError(f"limit must be a whole number >= 1 or None, got limit={limit!r}")
+        raise ArgumentError(f"limit must be a whole number >= 1 or None, got limit={limit!r}")
 
     def step(values, state):
         return kernels.ffill(values, limit, state=state, return_state=True)
@@ -44,8 +46,10 @@ def interpolate(obj, max_gap=None, *, dim: str = TIME):
     >>> interpolate(x, max_gap=1).values
     array([[ 1.,  2.,  3., nan, nan,  6.]])
     """
-    if max_gap is None or isinstance(max_gap, int):
-        gap = None if max_gap is None else int(max_gap)
+    if max_gap is not None:
+        max_gap = count_or_duration(max_gap, "max_gap")
+    if not isinstance(max_gap, pd.Timedelta):
+        gap = max_gap
         # a gap of g samples needs its two valid ends: g + 1 on either side
         halo = 0 if gap is None else gap + 1
 
@@ -53,7 +57,7 @@ def interpolate(obj, max_gap=None, *, dim: str = TIME):
             return kernels.interpolate(values, gap)
 
         if gap is None and _is_chunked(obj, dim):
-            raise ValueError("interpolate over time chunks needs max_gap (the overlap "
+            raise ArgumentError("interpolate over time chunks needs max_gap (the overlap "
                              "between chunks); give one, or rechunk time to one chunk")
         return apply_kernel(obj, func, kind="window", name="interpolate", dim=dim,
                             before=halo, after=halo, history=f"interpolate(max_gap={gap})")

@@ -14,20 +14,22 @@ import datetime as _dt
 import numpy as np
 import xarray as xr
 
+from kernels import flags
+
 from .errors import DataModelError
 
 DEVICE = "device"
 TIME = "time"
 
-# QARTOD quality flag codes
-FLAG_PASS = np.int8(1)
-FLAG_NOT_EVALUATED = np.int8(2)
-FLAG_SUSPECT = np.int8(3)
-FLAG_FAIL = np.int8(4)
-FLAG_MISSING = np.int8(9)
+# QARTOD quality flag codes: defined in kernels.flags, as int8 here
+FLAG_PASS = np.int8(flags.PASS)
+FLAG_NOT_EVALUATED = np.int8(flags.NOT_EVALUATED)
+FLAG_SUSPECT = np.int8(flags.SUSPECT)
+FLAG_FAIL = np.int8(flags.FAIL)
+FLAG_MISSING = np.int8(flags.MISSING)
 FLAG_ATTRS = {
-    "flag_values": np.array([1, 2, 3, 4, 9], dtype=np.int8),
-    "flag_meanings": "pass not_evaluated suspect fail missing",
+    "flag_values": np.array(flags.CODES, dtype=np.int8),
+    "flag_meanings": " ".join(flags.MEANINGS),
     "units": "1",
 }
 

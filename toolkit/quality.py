@@ -8,6 +8,8 @@ import pandas as pd
 import kernels
 
 from .apply import apply_kernel
+from .arguments import count_or_duration, kernel_arguments
+from .errors import ArgumentError
 from .model import FLAG_ATTRS, TIME
 
 
@@ -26,7 +28,8 @@ def gross_range(obj, fail_span, suspect_span=None, *, dim: str = TIME):
     >>> gross_range(x, (-40, 60), (0, 40)).values
     array([[1, 3, 4]], dtype=int8)
     """
-    kernels.gross_range(np.zeros(1), fail_span, suspect_span)  # check on the client
+    with kernel_arguments():  # checked here, on the client, not in every task
+        kernels.qc.check_gross_range(fail_span, suspect_span)
 
     def func(values):
         return kernels.gross_range(values, fail_span, suspect_span)
@@ -38,7 +41,8 @@ def gross_range(obj, fail_span, suspect_span=None, *, dim: str = TIME):
 
 def spike(obj, suspect: float, fail: float, *, dim: str = TIME):
     """Flag samples far from the mean of their two neighbours (QARTOD spike test)."""
-    kernels.spike(np.zeros(3), suspect, fail)
+    with kernel_arguments():
+        kernels.qc.check_thresholds(suspect, fail)
 
     def func(values):
         return kernels.spike(values, suspect, fail)
@@ -61,11 +65,17 @@ def flat_line(obj, tolerance: float, suspect, fail, *, dim: str = TIME):
     >>> flat_line(x.chunk(time=2), 0.0, 3, 4).values
     array([[1, 1, 1, 3, 4, 1]], dtype=int8)
     """
-    by_time = isinstance(suspect, str) or isinstance(fail, str) or \
-        isinstance(suspect, pd.Timedelta)
+    suspect = count_or_duration(suspect, "suspect")
+    fail = count_or_duration(fail, "fail")
+    by_time = isinstance(suspect, pd.Timedelta)
+    if by_time != isinstance(fail, pd.Timedelta):
+        raise ArgumentError(f"suspect and fail must both be numbers of samples or both "
+                            f"durations, got suspect={suspect!r} and fail={fail!r}")
     history = f"flat_line(tolerance={tolerance}, suspect={suspect!r}, fail={fail!r})"
+    s_ns, f_ns = (suspect.value, fail.value) if by_time else (suspect, fail)
+    with kernel_arguments():
+        kernels.qc.check_flat_line(tolerance, s_ns, f_ns)
     if not by_time:
-        kernels.flat_line(np.zeros(1), tolerance, suspect, fail)
 
         def step(values, state):
             return kernels.flat_line(values, tolerance, suspect, fail, state=state,
@@ -73,7 +83,6 @@ def flat_line(obj, tolerance: float, suspect, fail, *, dim: str = TIME):
 
         return apply_kernel(obj, step, kind="scan", name="flat-line", dim=dim,
                             dtype=np.int8, attrs=_flag_attrs("flat_line"), history=history)
-    s_ns, f_ns = pd.Timedelta(suspect).value, pd.Timedelta(fail).value
 
     def step_t(values, state, times):
         return kernels.flat_line(values, tolerance, s_ns, f_ns, times=times, state=state,

@@ -21,7 +21,7 @@ from dask.base import tokenize
 import kernels
 
 from .chunks import TARGET_BYTES
-from .errors import DataModelError
+from .errors import ArgumentError, DataModelError
 from .model import TIME, metric_names, with_history
 
 HOWS = kernels.binning.ROW_STATS
@@ -33,9 +33,9 @@ def _grid(times: np.ndarray, freq) -> tuple[np.int64, np.int64, int]:
     try:
         step = pd.Timedelta(freq)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"freq must be a duration such as '1min', got freq={freq!r}") from err
+        raise ArgumentError(f"freq must be a duration such as '1min', got freq={freq!r}") from err
     if step <= pd.Timedelta(0):
-        raise ValueError(f"freq must be a positive duration, got freq={freq!r}")
+        raise ArgumentError(f"freq must be a positive duration, got freq={freq!r}")
     if times.size == 0:
         return np.int64(0), np.int64(step.value), 0
     if np.isnat(times).any():
@@ -137,7 +137,7 @@ def regularize(obj, freq, how: str = "mean", *, dim: str = TIME):
     True
     """
     if how not in HOWS:
-        raise ValueError(f"how must be one of {HOWS}, got how={how!r}")
+        raise ArgumentError(f"how must be one of {HOWS}, got how={how!r}")
     if dim not in obj.dims:
         raise DataModelError(f"no dimension {dim!r} to regularise (dims: {tuple(obj.dims)})")
     times = np.asarray(obj[dim].values)
@@ -228,7 +228,7 @@ def downsample(obj, n: int, *, dim: str = TIME):
     (100, ('device', 'sample'))
     """
     if isinstance(n, bool) or int(n) != n or n < 3:
-        raise ValueError(f"n must be a whole number >= 3, got n={n!r}")
+        raise ArgumentError(f"n must be a whole number >= 3, got n={n!r}")
     n = int(n)
     if isinstance(obj, xr.Dataset):
         names = metric_names(obj, dim)

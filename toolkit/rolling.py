@@ -6,7 +6,9 @@ import pandas as pd
 
 import kernels
 
-from .apply import apply_kernel, as_span
+from .apply import apply_kernel
+from .arguments import count_or_duration, kernel_arguments
+from .errors import ArgumentError
 from .model import TIME
 
 COUNT_STATS = ("sum", "mean", "var", "std", "min", "max", "count", "median")
@@ -43,25 +45,26 @@ def rolling(obj, window, stat: str = "mean", *, min_count: int | None = None,
     >>> rolling(ds.chunk(time=17), "15min", "max").temperature.chunks[1][:2]
     (17, 17)
     """
-    span = as_span(window)
+    window = count_or_duration(window, "window")
     name = f"rolling-{stat}"
-    if span is None:
+    if not isinstance(window, pd.Timedelta):
         if stat == "quantile":
             if q is None:
-                raise ValueError("stat='quantile' needs q")
+                raise ArgumentError("stat='quantile' needs q")
             func = _quantile(window, q, min_count)
         elif stat in COUNT_STATS:
             func = _count_window(stat, window, min_count)
         else:
-            raise ValueError(f"stat must be one of {COUNT_STATS + ('quantile',)}, "
+            raise ArgumentError(f"stat must be one of {COUNT_STATS + ('quantile',)}, "
                              f"got stat={stat!r}")
         before = window - 1
         return apply_kernel(obj, func, kind="window", name=name, dim=dim, before=before,
                             history=f"rolling(window={window}, stat={stat!r}, "
                                     f"min_count={min_count})")
     if stat not in TIME_STATS:
-        raise ValueError(f"over a duration, stat must be one of {TIME_STATS}, "
+        raise ArgumentError(f"over a duration, stat must be one of {TIME_STATS}, "
                          f"got stat={stat!r}")
+    span = window
     span_ns = span.value
     count = 1 if min_count is None else min_count
 
@@ -107,12 +110,12 @@ def ewm(obj, stat: str = "mean", *, com=None, span=None, halflife=None, alpha=No
     """
     funcs = {"mean": kernels.ewm_mean, "var": kernels.ewm_var, "std": kernels.ewm_std}
     if stat not in funcs:
-        raise ValueError(f"stat must be one of {sorted(funcs)}, got stat={stat!r}")
+        raise ArgumentError(f"stat must be one of {sorted(funcs)}, got stat={stat!r}")
     kernel = funcs[stat]
     decay = {"com": com, "span": span, "halflife": halflife, "alpha": alpha}
     if times:
         if halflife is None or com is not None or span is not None or alpha is not None:
-            raise ValueError("times=True needs halflife as a duration, such as '1h', "
+            raise ArgumentError("times=True needs halflife as a duration, such as '1h', "
                              "and no other decay")
         halflife_ns = pd.Timedelta(halflife).value
 
@@ -124,7 +127,8 @@ def ewm(obj, stat: str = "mean", *, com=None, span=None, halflife=None, alpha=No
         return apply_kernel(obj, step_t, kind="scan", name=f"ewm-{stat}", dim=dim,
                             times=True,
                             history=f"ewm(stat={stat!r}, halflife={halflife!r}, times)")
-    kernels.ewm.resolve_alpha(com, span, halflife, alpha)  # check early, on the client
+    with kernel_arguments():  # check early, on the client
+        kernels.ewm.resolve_alpha(com, span, halflife, alpha)
 
     def step(values, state):
         return kernel(values, **decay, min_count=min_count, adjust=adjust,

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .errors import ArgumentError
 from .model import DEVICE, TIME
 
 ANOMALY_KINDS: tuple[str, ...] = ("spike", "level_shift", "stuck", "drift", "gap")
@@ -127,19 +128,19 @@ def make_fleet(
     names = list(METRICS) if metrics is None else list(metrics)
     unknown = sorted(set(names) - set(METRICS))
     if unknown:
-        raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}")
+        raise ArgumentError(f"unknown metrics {unknown}; choose from {list(METRICS)}")
     if n_devices < 1:
-        raise ValueError(f"n_devices must be at least 1, got {n_devices}")
+        raise ArgumentError(f"n_devices must be at least 1, got {n_devices}")
     if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a probability in [0, 1), got {dropout}")
+        raise ArgumentError(f"dropout must be a probability in [0, 1), got {dropout}")
     if anomaly_rate < 0:
-        raise ValueError(f"anomaly_rate must be >= 0, got {anomaly_rate}")
+        raise ArgumentError(f"anomaly_rate must be >= 0, got {anomaly_rate}")
     if np.dtype(dtype) not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        raise ArgumentError(f"dtype must be float32 or float64, got {dtype!r}")
     step = pd.Timedelta(freq)
     n_times = int(round(pd.Timedelta(days=days) / step))
     if n_times < 1:
-        raise ValueError(f"days={days} at freq={freq!r} gives no sample")
+        raise ArgumentError(f"days={days} at freq={freq!r} gives no sample")
     times = pd.date_range(start, periods=n_times, freq=step)
     day_fraction = np.arange(n_times) / (pd.Timedelta(days=1) / step)
 

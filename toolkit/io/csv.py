@@ -39,7 +39,7 @@ from dask.base import tokenize
 import kernels
 
 from ..chunks import chunk_sizes
-from ..errors import LoadError
+from ..errors import ArgumentError, LoadError
 from ..model import DEVICE, TIME, with_history
 from .csvparse import Block, Parsed, parse_block
 from .csvschema import COMPRESSIONS, compression_of, infer_schema
@@ -194,7 +194,7 @@ def _cr_lines(path) -> bool:
 
 def _parse_all(paths, *, blocksize, on_bad_rows, quarantine, schema_kwargs):
     if on_bad_rows not in ("raise", "quarantine"):
-        raise ValueError(f"on_bad_rows must be 'raise' or 'quarantine', got "
+        raise ArgumentError(f"on_bad_rows must be 'raise' or 'quarantine', got "
                          f"on_bad_rows={on_bad_rows!r}")
     files = expand_paths(paths)
     schema = infer_schema(files[0], **schema_kwargs)
@@ -408,14 +408,14 @@ def read_csv(
     True
     """
     if how not in HOWS:
-        raise ValueError(f"how must be one of {HOWS}, got how={how!r}")
+        raise ArgumentError(f"how must be one of {HOWS}, got how={how!r}")
     if duplicates not in DUPLICATES:
-        raise ValueError(f"duplicates must be one of {DUPLICATES}, got "
+        raise ArgumentError(f"duplicates must be one of {DUPLICATES}, got "
                          f"duplicates={duplicates!r}")
     if freq is not None:
         step = pd.Timedelta(freq)
         if step <= pd.Timedelta(0):
-            raise ValueError(f"freq must be a positive duration, got freq={freq!r}")
+            raise ArgumentError(f"freq must be a positive duration, got freq={freq!r}")
     schema_kwargs = dict(layout=layout, sep=sep, decimal=decimal, device=device, time=time,
                          time_format=time_format, timezone=timezone, metric=metric,
                          value=value, metrics=metrics, missing=missing, units=units,

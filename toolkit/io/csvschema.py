@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..errors import LoadError
+from ..errors import ArgumentError, LoadError
 
 HEAD_BYTES = 64 * 1024
 #: rows of the head that inference looks at
@@ -337,7 +337,7 @@ def infer_schema(
     if layout is None:
         layout = "long" if metric_col and value_col else "wide"
     if layout not in ("long", "wide"):
-        raise ValueError(f"layout must be 'long' or 'wide', got layout={layout!r}")
+        raise ArgumentError(f"layout must be 'long' or 'wide', got layout={layout!r}")
     stated = [c for c in (device_col, metric_col if layout == "long" else None,
                           value_col if layout == "long" else None, *time_cols) if c]
     for c in stated:
@@ -412,7 +412,7 @@ def _time_kind(path, texts: list[str], time_format: str | None) -> tuple[str, st
     if time_format in EPOCH_UNITS or (time_format or "").startswith("epoch"):
         unit = time_format.removeprefix("epoch").strip("_") or "s"
         if unit not in EPOCH_UNITS:
-            raise ValueError(f"time_format={time_format!r}: an epoch unit is one of "
+            raise ArgumentError(f"time_format={time_format!r}: an epoch unit is one of "
                              f"{list(EPOCH_UNITS)}")
         return "epoch", unit
     if time_format is not None:
