@@ -87,7 +87,7 @@ def spike(a, suspect: float, fail: float, *, axis: int = -1):
     >>> spike([1.0, 1.1, 9.0, 1.0, 1.2], suspect=2, fail=6)
     array([2, 3, 4, 3, 2], dtype=int8)
     """
-    suspect, fail = _thresholds(suspect, fail)
+    suspect, fail = check_thresholds(suspect, fail)
     return _flags(_spike, a, axis, suspect, fail)
 
 
@@ -307,10 +307,6 @@ def check_thresholds(suspect, fail) -> tuple[float, float]:
     >>> check_thresholds(1, 2.5)
     (1.0, 2.5)
     """
-    return _thresholds(suspect, fail)
-
-
-def _thresholds(suspect, fail):
     if not 0 <= suspect <= fail:
         raise ValueError(f"need 0 <= suspect <= fail, got suspect={suspect!r}, fail={fail!r}")
     return float(suspect), float(fail)

@@ -58,7 +58,7 @@ def interpolate(obj, max_gap=None, *, dim: str = TIME):
 
         if gap is None and _is_chunked(obj, dim):
             raise ArgumentError("interpolate over time chunks needs max_gap (the overlap "
-                             "between chunks); give one, or rechunk time to one chunk")
+                                "between chunks); give one, or rechunk time to one chunk")
         return apply_kernel(obj, func, kind="window", name="interpolate", dim=dim,
                             before=halo, after=halo, history=f"interpolate(max_gap={gap})")
     span_ns = pd.Timedelta(max_gap).value

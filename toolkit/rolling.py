@@ -56,14 +56,14 @@ def rolling(obj, window, stat: str = "mean", *, min_count: int | None = None,
             func = _count_window(stat, window, min_count)
         else:
             raise ArgumentError(f"stat must be one of {COUNT_STATS + ('quantile',)}, "
-                             f"got stat={stat!r}")
+                                f"got stat={stat!r}")
         before = window - 1
         return apply_kernel(obj, func, kind="window", name=name, dim=dim, before=before,
                             history=f"rolling(window={window}, stat={stat!r}, "
                                     f"min_count={min_count})")
     if stat not in TIME_STATS:
         raise ArgumentError(f"over a duration, stat must be one of {TIME_STATS}, "
-                         f"got stat={stat!r}")
+                            f"got stat={stat!r}")
     span = window
     span_ns = span.value
     count = 1 if min_count is None else min_count
@@ -116,7 +116,7 @@ def ewm(obj, stat: str = "mean", *, com=None, span=None, halflife=None, alpha=No
     if times:
         if halflife is None or com is not None or span is not None or alpha is not None:
             raise ArgumentError("times=True needs halflife as a duration, such as '1h', "
-                             "and no other decay")
+                                "and no other decay")
         halflife_ns = pd.Timedelta(halflife).value
 
         def step_t(values, state, t):

@@ -217,7 +217,8 @@ def test_a_lone_carriage_return_inside_a_value(tmp_path):
 
 @pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\r", "mixed"])
 @pytest.mark.parametrize("final", [True, False])
-def test_line_ends_of_every_kind(tmp_path, ending, final):
+@pytest.mark.parametrize("blocksize", [None, 60])  # 60 bytes: a block per line or so
+def test_line_ends_of_every_kind(tmp_path, ending, final, blocksize):
     lines = [HEADER, *GOOD]
     if ending == "mixed":
         data = b"".join(x + (b"\r\n" if k % 2 else b"\n") for k, x in enumerate(lines))
@@ -225,9 +226,11 @@ def test_line_ends_of_every_kind(tmp_path, ending, final):
         data = ending.join(lines) + ending
     if not final:
         data = data.rstrip(b"\r\n")
-    got, report = _samples(_write(tmp_path, data))
+    got, report = _samples(_write(tmp_path, data), blocksize=blocksize)
     assert got == _expected()
     assert (report.rows_read, report.rows_loaded, report.rows_rejected) == (6, 6, 0)
+    if ending == b"\r" and blocksize:  # lone-CR line ends: the file is read whole
+        assert report.blocks == 1
 
 
 @pytest.mark.parametrize("blocksize", [None, 120])

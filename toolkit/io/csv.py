@@ -42,7 +42,7 @@ from ..chunks import chunk_sizes
 from ..errors import ArgumentError, LoadError
 from ..model import DEVICE, TIME, with_history
 from .csvparse import Block, Parsed, parse_block
-from .csvschema import COMPRESSIONS, compression_of, infer_schema
+from .csvschema import COMPRESSIONS, compression_of, cr_only, infer_schema, read_head
 
 BLOCKSIZE = 64 * 2**20
 #: a load of this many samples is regularised in at least GROUPS device groups,
@@ -175,9 +175,10 @@ def plan_blocks(files, schema, blocksize) -> list[Block]:
     for i, path in enumerate(files):
         device = schema.device_of(path)
         size = os.path.getsize(path)
-        if compression_of(path) or not blocksize or size <= blocksize or _cr_lines(path):
+        if compression_of(path) or not blocksize or size <= blocksize or \
+                cr_only(read_head(path)):  # lone-CR line ends: read the file whole
             blocks.append(Block(path, i, 0, None if compression_of(path) else size, True,
-                                device))
+                                device, whole=True))
             continue
         for start in range(0, size, int(blocksize)):
             blocks.append(Block(path, i, start, min(start + int(blocksize), size),
@@ -185,17 +186,10 @@ def plan_blocks(files, schema, blocksize) -> list[Block]:
     return blocks
 
 
-def _cr_lines(path) -> bool:
-    """Whether a plain file ends its lines with a lone CR (read as one block)."""
-    with open(path, "rb") as f:
-        head = f.read(1 << 16)
-    return b"\n" not in head and b"\r" in head
-
-
 def _parse_all(paths, *, blocksize, on_bad_rows, quarantine, schema_kwargs):
     if on_bad_rows not in ("raise", "quarantine"):
         raise ArgumentError(f"on_bad_rows must be 'raise' or 'quarantine', got "
-                         f"on_bad_rows={on_bad_rows!r}")
+                            f"on_bad_rows={on_bad_rows!r}")
     files = expand_paths(paths)
     schema = infer_schema(files[0], **schema_kwargs)
     blocks = plan_blocks(files, schema, blocksize)
@@ -411,7 +405,7 @@ def read_csv(
         raise ArgumentError(f"how must be one of {HOWS}, got how={how!r}")
     if duplicates not in DUPLICATES:
         raise ArgumentError(f"duplicates must be one of {DUPLICATES}, got "
-                         f"duplicates={duplicates!r}")
+                            f"duplicates={duplicates!r}")
     if freq is not None:
         step = pd.Timedelta(freq)
         if step <= pd.Timedelta(0):
@@ -641,8 +635,7 @@ def read_csv_samples(paths, *, on_bad_rows: str = "raise", quarantine="quarantin
     _, _, parsed, _, report = _parse_all(
         paths, blocksize=blocksize, on_bad_rows=on_bad_rows, quarantine=quarantine,
         schema_kwargs=schema)
-    meta = _frame(Parsed(None, np.array([], object), np.zeros(0, np.int32),
-                         np.zeros(0, np.int64), [], np.zeros(0, np.int32), np.zeros(0)))
+    meta = _frame(Parsed.no_rows(None))
     parts = [dask.delayed(_frame)(p) for p in parsed]
     frame = dd.from_delayed(parts, meta=meta, verify_meta=False)
     return frame, report

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 from dataclasses import dataclass, field
 
@@ -44,7 +43,11 @@ DICT = pa.dictionary(pa.int32(), pa.string())
 
 @dataclass(frozen=True)
 class Block:
-    """One parse task: ``path[start:end]`` (``end`` None: the whole file)."""
+    """One parse task: ``path[start:end]`` (``end`` None: the whole file).
+
+    ``whole`` says that the block is its file's only one (known when the
+    blocks are planned, so a worker need not look at the file's size).
+    """
 
     path: str
     file_index: int
@@ -52,6 +55,7 @@ class Block:
     end: int | None
     first: bool
     device: str | None
+    whole: bool = False
 
 
 @dataclass
@@ -74,6 +78,14 @@ class Parsed:
     lines: int = 0
     empty: int = 0
     rejected: list = field(default_factory=list)
+
+    @classmethod
+    def no_rows(cls, block: Block | None, metrics=(), wide: bool = False,
+                empty: int = 0) -> Parsed:
+        """A block without samples (blank lines only, or a frame's meta)."""
+        return cls(block, np.array([], object), np.zeros(0, np.int32), np.zeros(0, np.int64),
+                   list(metrics), None if wide else np.zeros(0, np.int32),
+                   np.zeros((0, len(metrics)) if wide else 0), empty=empty)
 
     @property
     def rows(self) -> int:
@@ -146,10 +158,7 @@ def _normalise_header(fields: list[str], schema: Schema) -> tuple[str, ...]:
 def parse_block(block: Block, schema: Schema) -> Parsed:
     """Parse ``block`` (see the module docstring); runs on a worker."""
     raw = read_block_bytes(block)
-    # a whole file without LF ends its lines at a lone CR (old Mac files); a
-    # byte range of a larger file is never read so (plan_blocks keeps such
-    # files whole)
-    if block.start == 0 and (block.end is None or block.end >= os.path.getsize(block.path)):
+    if block.whole:  # only a whole file may end its lines at lone CRs
         raw = cr_to_lf(raw)
     lines = count_lines(raw)
     buf = memoryview(raw)  # slices below copy nothing
@@ -232,11 +241,7 @@ def _times(table: pa.Table, schema: Schema) -> tuple[np.ndarray, np.ndarray]:
 
 def _fast(buf, schema: Schema, block: Block, lines: int) -> Parsed:
     if not bytes(buf).strip():  # nothing but blank lines (pyarrow calls it an error)
-        n_metrics = len(schema.metrics) if schema.layout == "wide" else 0
-        return Parsed(block, np.array([], object), np.zeros(0, np.int32),
-                      np.zeros(0, np.int64), list(schema.metrics),
-                      None if schema.layout == "wide" else np.zeros(0, np.int32),
-                      np.zeros((0, n_metrics) if n_metrics else 0), empty=lines)
+        return Parsed.no_rows(block, schema.metrics, schema.layout == "wide", empty=lines)
     try:
         table = pcsv.read_csv(
             pa.BufferReader(pa.py_buffer(buf)),
@@ -317,36 +322,34 @@ def _slow(buf: bytes, schema: Schema, block: Block, offset: int) -> Parsed:
     index = {c: i for i, c in enumerate(schema.columns)}
     used = {index[c] for c in schema.used}
     empty, rejected, good, good_fields = 0, [], [], []
+
+    def reject(i, name, problem):
+        rejected.append((offset + i, lines[i].decode(schema.encoding, "replace"), name,
+                         problem))
+
     for i, line in enumerate(lines):
         fields, bad, problem = read_fields(line, schema.sep, schema.encoding, used)
-        text = line.decode(schema.encoding, "replace")
         if problem:
-            name = schema.columns[bad] if bad is not None and bad < len(schema.columns) \
-                else None
-            rejected.append((offset + i, text, name, problem))
-            continue
-        if not any(f.strip() for f in fields):
+            reject(i, schema.columns[bad] if bad is not None and bad < len(schema.columns)
+                   else None, problem)
+        elif not any(f.strip() for f in fields):
             empty += 1
-            continue
-        if len(fields) != len(schema.columns):
-            rejected.append((offset + i, text, None, f"expected {len(schema.columns)} fields "
-                                                     f"separated by {schema.sep!r}, found "
-                                                     f"{len(fields)}"))
-            continue
-        good.append(i)
-        good_fields.append(fields)
+        elif len(fields) != len(schema.columns):
+            reject(i, None, f"expected {len(schema.columns)} fields separated by "
+                            f"{schema.sep!r}, found {len(fields)}")
+        else:
+            good.append(i)
+            good_fields.append(fields)
     problems = _field_problems(good_fields, schema, index)
     kept = []
     for k, i in enumerate(good):
         if k in problems:
-            name, problem = problems[k]
-            rejected.append((offset + i, lines[i].decode(schema.encoding, "replace"), name,
-                             problem))
+            reject(i, *problems[k])
         else:
             kept.append((i, _blank_spaces(lines[i], good_fields[k], schema)))
     out, unreadable = _parse_kept(kept, schema, block)
-    rejected += [(offset + i, lines[i].decode(schema.encoding, "replace"), name, problem)
-                 for i, name, problem in unreadable]
+    for i, name, problem in unreadable:
+        reject(i, name, problem)
     out.empty += empty
     out.rejected = sorted(rejected)
     return out

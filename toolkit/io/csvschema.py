@@ -185,9 +185,12 @@ def cr_to_lf(whole_file: bytes) -> bytes:
     >>> cr_to_lf(b"a\\rb\\r"), cr_to_lf(b"a\\r\\nb\\r.5\\n")
     (b'a\\nb\\n', b'a\\r\\nb\\r.5\\n')
     """
-    if b"\n" not in whole_file and b"\r" in whole_file:
-        return whole_file.replace(b"\r", b"\n")
-    return whole_file
+    return whole_file.replace(b"\r", b"\n") if cr_only(whole_file) else whole_file
+
+
+def cr_only(head: bytes) -> bool:
+    """Whether a file whose head this is ends its lines at lone CRs (no LF at all)."""
+    return b"\n" not in head and b"\r" in head
 
 
 def read_fields(line: bytes, sep: str, encoding: str,
@@ -283,25 +286,20 @@ def infer_schema(
     lines = split_lines(cr_to_lf(read_head(path)))
     if not any(line.strip() for line in lines):
         raise LoadError(f"{path}: the file is empty; there is no header to read")
-    try:
-        header_line = lines[0].decode(encoding)
-    except UnicodeDecodeError as err:
-        raise LoadError(f"{path}, line 1: the header is not {encoding} text ({err}); pass "
-                        "encoding=... (such as 'latin-1')") from err
-    sep = sep or _sniff_sep(header_line)
-    header, bad, problem = read_fields(lines[0], sep, encoding)
-    if bad is not None or problem:
+    sep = sep or _sniff_sep(lines[0].decode(encoding, "replace"))
+    header, _, problem = read_fields(lines[0], sep, encoding)
+    if problem:
         raise LoadError(f"{path}, line 1: cannot read the header: {problem}")
     columns = [c.strip() for c in header]
-    # the body sample: readable lines only (bad ones are judged when parsed)
-    body, body_lines = [], []
+    # the body sample, with line numbers: readable lines only (bad ones are
+    # judged when the blocks are parsed)
+    body = []
     for number, line in enumerate(lines[1:HEAD_ROWS + 1], start=2):
-        fields, bad, problem = read_fields(line, sep, encoding)
-        if bad is None and not problem and any(f.strip() for f in fields):
-            body.append(fields)
-            body_lines.append(number)
+        fields, _, problem = read_fields(line, sep, encoding)
+        if not problem and any(f.strip() for f in fields):
+            body.append((number, fields))
     # R's write.csv: a quoted row id in every row, no name for it in the header
-    if body and all(len(r) == len(columns) + 1 for r in body[:20]):
+    if body and all(len(r) == len(columns) + 1 for _, r in body[:20]):
         columns = [ROW_ID] + columns
     columns = [c if c else f"_unnamed_{i}" for i, c in enumerate(columns)]
     if len(set(columns)) != len(columns):
@@ -362,7 +360,7 @@ def infer_schema(
         wide = ()
     index = {c: i for i, c in enumerate(columns)}
 
-    good = [(n, r) for n, r in zip(body_lines, body, strict=True) if len(r) == len(columns)]
+    good = [(n, r) for n, r in body if len(r) == len(columns)]
 
     def sample(col):
         return [r[index[col]].strip() for _, r in good]
@@ -413,7 +411,7 @@ def _time_kind(path, texts: list[str], time_format: str | None) -> tuple[str, st
         unit = time_format.removeprefix("epoch").strip("_") or "s"
         if unit not in EPOCH_UNITS:
             raise ArgumentError(f"time_format={time_format!r}: an epoch unit is one of "
-                             f"{list(EPOCH_UNITS)}")
+                                f"{list(EPOCH_UNITS)}")
         return "epoch", unit
     if time_format is not None:
         return "format", time_format
