@@ -32,6 +32,7 @@ from .errors import (
     ToolkitError,
 )
 from .events import evaluate_events, flags_to_events
+from .io import LoadReport, Schema, read_csv, read_csv_samples
 from .synthetic import Fleet, make_fleet
 
 try:
@@ -41,6 +42,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "ArgumentError", "ClusterConnectionError", "DataModelError", "Fleet", "LoadError",
+    "LoadReport", "Schema", "read_csv", "read_csv_samples",
     "ToolkitError", "connect", "evaluate_events", "flags_to_events", "make_fleet",
     "rolling_zscore", "zscore_flags",
 ]

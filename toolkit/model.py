@@ -14,7 +14,7 @@ import datetime as _dt
 import numpy as np
 import xarray as xr
 
-from kernels import flags
+from kernels import binning, flags
 
 from .errors import DataModelError
 
@@ -34,6 +34,32 @@ FLAG_ATTRS = {
 }
 
 EVENT_COLUMNS = ["device", "metric", "start", "end", "kind", "score"]
+
+#: how samples are aggregated per bin of a regular grid (the loaders' grid
+#: step and ``regularize`` alike)
+HOWS = binning.ROW_STATS
+
+
+def count_name(metric: str) -> str:
+    """The variable that holds the valid samples per bin of ``metric``.
+
+    Examples
+    --------
+    >>> count_name("temperature")
+    'temperature_count'
+    """
+    return f"{metric}_count"
+
+
+def count_attrs(metric: str) -> dict:
+    """Attributes of a per-bin count variable: coverage is never hidden.
+
+    Examples
+    --------
+    >>> count_attrs("rh")["long_name"]
+    'valid samples of rh per bin'
+    """
+    return {"long_name": f"valid samples of {metric} per bin", "units": "1"}
 
 
 def metric_names(ds: xr.Dataset, dim: str = TIME) -> list[str]:

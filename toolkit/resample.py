@@ -22,9 +22,8 @@ import kernels
 
 from .chunks import TARGET_BYTES
 from .errors import ArgumentError, DataModelError
-from .model import TIME, metric_names, with_history
+from .model import HOWS, TIME, count_attrs, count_name, metric_names, with_history
 
-HOWS = kernels.binning.ROW_STATS
 SAMPLE = "sample"
 
 
@@ -154,11 +153,10 @@ def regularize(obj, freq, how: str = "mean", *, dim: str = TIME):
         coords[dim] = grid
         attrs = dict(da.attrs)
         if how == "count":
-            attrs = {"long_name": f"valid samples of {da.name} per bin", "units": "1"}
+            attrs = count_attrs(da.name)
         out = xr.DataArray(stat, dims=dims, coords=coords, name=da.name, attrs=attrs)
-        cnt = xr.DataArray(count, dims=dims, coords=coords, name=f"{da.name}_count",
-                           attrs={"long_name": f"valid samples of {da.name} per bin",
-                                  "units": "1"})
+        cnt = xr.DataArray(count, dims=dims, coords=coords, name=count_name(da.name),
+                           attrs=count_attrs(da.name))
         order = [d for d in da.dims]
         return out.transpose(*order), cnt.transpose(*order)
 
@@ -171,7 +169,7 @@ def regularize(obj, freq, how: str = "mean", *, dim: str = TIME):
     for name in names:
         stat, count = one(obj[name])
         variables[name] = stat
-        variables[f"{name}_count"] = count
+        variables[count_name(name)] = count
     kept = {k: v for k, v in obj.data_vars.items() if dim not in v.dims}
     coords = {k: v for k, v in obj.coords.items() if dim not in v.dims}
     out = xr.Dataset(variables | kept, coords=coords, attrs=obj.attrs)

@@ -23,127 +23,29 @@ from __future__ import annotations
 
 import csv
 import glob
-import json
 import os
-import warnings
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import dask
-import dask.array as dsa
 import numpy as np
 import pandas as pd
 import xarray as xr
 from dask.base import tokenize
 
-import kernels
-
-from ..chunks import chunk_sizes
 from ..errors import ArgumentError, LoadError
-from ..model import DEVICE, TIME, with_history
 from .csvparse import Block, Parsed, parse_block
-from .csvschema import COMPRESSIONS, compression_of, cr_only, infer_schema, read_head
+from .csvschema import (
+    COMPRESSIONS,
+    Schema,
+    compression_of,
+    cr_only,
+    infer_schema,
+    read_head,
+    with_overrides,
+)
+from .grid import InferredFrequencyWarning, LoadReport, check_grid_args, samples_to_grid
 
 BLOCKSIZE = 64 * 2**20
-#: a load of this many samples is regularised in at least GROUPS device groups,
-#: and in groups of about GROUP_SAMPLES samples (~50 MB to gather in one task)
-PARALLEL_SAMPLES, GROUPS, GROUP_SAMPLES = 1_000_000, 4, 2_000_000
-DUPLICATES = ("mean", "first", "last", "raise")
-HOWS = ("mean", "sum", "min", "max", "first", "last", "count")
-NICE_STEPS = [pd.Timedelta(s) for s in (
-    "1ms", "10ms", "100ms", "1s", "2s", "5s", "10s", "15s", "20s", "30s", "1min", "2min",
-    "5min", "10min", "15min", "20min", "30min", "1h", "2h", "3h", "6h", "12h", "1D")]
-
-
-class InferredFrequencyWarning(UserWarning):
-    """read_csv chose the grid's frequency itself (no ``freq=`` given)."""
-
-
-@dataclass
-class LoadReport:
-    """Where every row and sample of a load went; the numbers add up.
-
-    Rows: ``rows_read = rows_loaded + rows_rejected + rows_empty`` (header
-    lines are not rows). Samples are the values of the loaded rows (one per
-    row in the long layout, one per metric column in the wide one):
-    ``samples = samples_valid + samples_missing`` and, once regularised,
-    ``samples_valid = samples_binned + duplicates_merged + samples_outside``.
-    """
-
-    files: int = 0
-    blocks: int = 0
-    rows_read: int = 0
-    rows_loaded: int = 0
-    rows_rejected: int = 0
-    rows_empty: int = 0
-    samples: int = 0
-    samples_valid: int = 0
-    samples_missing: int = 0
-    duplicates_merged: int | None = None
-    samples_outside: int | None = None
-    samples_binned: int | None = None
-    devices: int = 0
-    metrics: list = field(default_factory=list)
-    freq: str | None = None
-    freq_inferred: bool = False
-    how: str | None = None
-    duplicates: str | None = None
-    quarantine: str | None = None
-    first_rejections: list = field(default_factory=list)
-
-    def problems(self) -> list[str]:
-        """The sums that do not add up (empty when the report is consistent)."""
-        out = []
-        if self.rows_read != self.rows_loaded + self.rows_rejected + self.rows_empty:
-            out.append(f"rows: read {self.rows_read} != loaded {self.rows_loaded} + rejected "
-                       f"{self.rows_rejected} + empty {self.rows_empty}")
-        if self.samples != self.samples_valid + self.samples_missing:
-            out.append(f"samples: {self.samples} != valid {self.samples_valid} + missing "
-                       f"{self.samples_missing}")
-        if self.samples_binned is not None and self.samples_valid != (
-                self.samples_binned + self.duplicates_merged + self.samples_outside):
-            out.append(f"valid samples {self.samples_valid} != binned {self.samples_binned} "
-                       f"+ duplicates merged {self.duplicates_merged} + outside the grid "
-                       f"{self.samples_outside}")
-        return out
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def of(cls, obj) -> LoadReport:
-        """The report stored on a loaded Dataset's attributes.
-
-        Examples
-        --------
-        >>> r = LoadReport(files=1, rows_read=2, rows_loaded=2)
-        >>> LoadReport.of(xr.Dataset(attrs={"load_report_json": r.to_json()})).rows_read
-        2
-        """
-        return cls(**json.loads(obj.attrs["load_report_json"]))
-
-    def __str__(self) -> str:
-        lines = [
-            f"load report: {self.files} file(s) in {self.blocks} block(s), {self.devices} "
-            f"device(s), metrics {self.metrics}",
-            f"  rows read          {self.rows_read:>14,}",
-            f"    loaded           {self.rows_loaded:>14,}",
-            f"    rejected         {self.rows_rejected:>14,}"
-            + (f"  -> {self.quarantine}" if self.quarantine else ""),
-            f"    empty            {self.rows_empty:>14,}",
-            f"  samples            {self.samples:>14,}",
-            f"    missing (NaN)    {self.samples_missing:>14,}",
-            f"    valid            {self.samples_valid:>14,}",
-        ]
-        if self.samples_binned is not None:
-            lines += [
-                f"      binned         {self.samples_binned:>14,}  onto a {self.freq} grid "
-                f"({self.how}{', frequency inferred' if self.freq_inferred else ''})",
-                f"      duplicates merged {self.duplicates_merged:>11,}  (policy "
-                f"{self.duplicates!r})",
-                f"      outside the grid {self.samples_outside:>12,}",
-            ]
-        return "\n".join(lines)
 
 
 def expand_paths(paths) -> list[str]:
@@ -191,7 +93,9 @@ def _parse_all(paths, *, blocksize, on_bad_rows, quarantine, schema_kwargs):
         raise ArgumentError(f"on_bad_rows must be 'raise' or 'quarantine', got "
                             f"on_bad_rows={on_bad_rows!r}")
     files = expand_paths(paths)
-    schema = infer_schema(files[0], **schema_kwargs)
+    given = schema_kwargs.pop("schema", None)
+    schema = infer_schema(files[0], **schema_kwargs) if given is None else \
+        with_overrides(given, **schema_kwargs)
     blocks = plan_blocks(files, schema, blocksize)
     token = tokenize(files, [os.path.getmtime(f) for f in files], schema, blocksize)
     parsed = [dask.delayed(parse_block, pure=True)(b, schema,
@@ -265,14 +169,6 @@ def _fits_in_memory(nbytes: int) -> bool:
     return nbytes / 2 < memory / 4
 
 
-def _nice_step(step_ns: int) -> pd.Timedelta:
-    step = pd.Timedelta(int(step_ns), "ns")
-    for nice in NICE_STEPS:
-        if abs(step - nice) <= 0.1 * nice:
-            return nice
-    return step.round("1s") if step > pd.Timedelta("1s") else step.round("1ms")
-
-
 def read_csv(
     paths,
     *,
@@ -284,6 +180,7 @@ def read_csv(
     blocksize=BLOCKSIZE,
     start=None,
     end=None,
+    schema: Schema | None = None,
     layout: str | None = None,
     sep: str | None = None,
     decimal: str | None = None,
@@ -298,7 +195,7 @@ def read_csv(
     units: dict | None = None,
     ignore=(),
     device_pattern: str | None = None,
-    encoding: str = "utf-8",
+    encoding: str | None = None,
 ) -> xr.Dataset:
     """Load CSV files into a regularised, Dask-backed fleet Dataset.
 
@@ -334,6 +231,10 @@ def read_csv(
         A compressed file is always one task.
     start, end : datetime-like, optional
         Limits of the grid (default: the data's); samples outside are counted.
+    schema : Schema, optional
+        How to read the files (from :func:`~toolkit.io.infer_schema` or built
+        by hand), instead of inferring it from the first file. The schema
+        keywords below, when given, override its fields.
     layout : {"long", "wide"}, optional
         Long: columns device, time, metric, value. Wide: device, time and one
         column per metric. Default: long when metric and value columns exist.
@@ -373,8 +274,8 @@ def read_csv(
         A regular expression with a group ``device``, searched in each
         file's path, for ids from file names (default: the file name without
         its extensions).
-    encoding : str
-        Text encoding of the files.
+    encoding : str, optional
+        Text encoding of the files (default UTF-8, or the schema's).
 
     Returns
     -------
@@ -401,192 +302,22 @@ def read_csv(
     >>> np.array_equal(ds.temperature, fleet.temperature, equal_nan=True)
     True
     """
-    if how not in HOWS:
-        raise ArgumentError(f"how must be one of {HOWS}, got how={how!r}")
-    if duplicates not in DUPLICATES:
-        raise ArgumentError(f"duplicates must be one of {DUPLICATES}, got "
-                            f"duplicates={duplicates!r}")
-    if freq is not None:
-        step = pd.Timedelta(freq)
-        if step <= pd.Timedelta(0):
-            raise ArgumentError(f"freq must be a positive duration, got freq={freq!r}")
-    schema_kwargs = dict(layout=layout, sep=sep, decimal=decimal, device=device, time=time,
-                         time_format=time_format, timezone=timezone, metric=metric,
+    check_grid_args(freq, how, duplicates)  # before anything is read
+    schema_kwargs = dict(schema=schema, layout=layout, sep=sep, decimal=decimal, device=device,
+                         time=time, time_format=time_format, timezone=timezone, metric=metric,
                          value=value, metrics=metrics, missing=missing, units=units,
                          ignore=ignore, device_pattern=device_pattern, encoding=encoding)
     files, schema, parsed, summaries, report = _parse_all(
         paths, blocksize=blocksize, on_bad_rows=on_bad_rows, quarantine=quarantine,
         schema_kwargs=schema_kwargs)
-    devices = np.array(sorted({d for s in summaries for d in s["devices"]}), dtype=str)
-    names = list(schema.metrics) if schema.layout == "wide" else sorted(
-        {m for s in summaries for m in s["metrics"]})
-    if not len(devices) or not names:
-        raise LoadError(f"no samples in {files[0]}{' and the others' if len(files) > 1 else ''}"
-                        f": every row was empty or rejected ({report.rows_rejected} rejected)")
-    unknown_units = sorted(set(schema.units) - set(names))
-    if unknown_units:
-        raise LoadError(f"units name metrics {unknown_units} that the files do not have "
-                        f"(metrics: {names})")
-    if freq is None:
-        steps = [s["step"] for s in summaries if s["step"] > 0]
-        if not steps:
-            raise LoadError("cannot infer a sampling interval (no device has two samples); "
-                            "pass freq=...")
-        step = _nice_step(int(np.median(steps)))
-        report.freq_inferred = True
-        warnings.warn(f"read_csv: no freq given; regularising onto {step} bins, the "
-                      "dominant step between samples. Pass freq=... to choose another.",
-                      InferredFrequencyWarning, stacklevel=2)
-    s_ns = int(step.value)
-    tmin = min(s["tmin"] for s in summaries if s["tmin"] is not None)
-    tmax = max(s["tmax"] for s in summaries if s["tmax"] is not None)
-    lo = pd.Timestamp(start).value if start is not None else tmin
-    hi = pd.Timestamp(end).value if end is not None else tmax
-    grid_start = (lo // s_ns) * s_ns
-    n_bins = max(0, (hi - grid_start) // s_ns + 1)
-    # one task holds every metric of its devices, with counts: 12 bytes a value
-    per = chunk_sizes(len(devices), n_bins, 12 * len(names))[DEVICE]
-    if report.samples_valid >= PARALLEL_SAMPLES:  # enough work to share among workers
-        groups = max(GROUPS, -(-report.samples_valid // GROUP_SAMPLES))
-        per = min(per, -(-len(devices) // groups))
-    bounds = list(range(0, len(devices), per)) + [len(devices)]
-    token = tokenize(tuple(p.key for p in parsed), step, how, duplicates, grid_start, n_bins)
-    metric_index = {m: i for i, m in enumerate(names)}
-    pieces = [dask.delayed(_split, pure=True)(
-        p, devices, metric_index, bounds, dask_key_name=f"split-samples-{token}-{i}")
-        for i, p in enumerate(parsed)]
-    assembled = [dask.delayed(_assemble, pure=True)(
-        [pc[k] for pc in pieces], bounds[k + 1] - bounds[k], names, devices[bounds[k]:
-                                                                            bounds[k + 1]],
-        grid_start, s_ns, n_bins, how, duplicates,
-        dask_key_name=f"regularize-samples-{token}-{k}") for k in range(len(bounds) - 1)]
-    assembled = list(dask.persist(*assembled))
-    del parsed, pieces
-    counts = dask.compute(*[dask.delayed(_counts)(a) for a in assembled])
-    report.duplicates_merged = sum(c[0] for c in counts)
-    report.samples_outside = sum(c[1] for c in counts)
-    report.samples_binned = sum(c[2] for c in counts)
-    report.devices, report.metrics = len(devices), names
-    report.freq, report.how, report.duplicates = str(step), how, duplicates
-    problems = report.problems()
-    if problems:
-        raise LoadError("the load report does not add up (" + "; ".join(problems) +
-                        "); please report this with the files")
-
-    variables = {}
-    dtype = np.int32 if how == "count" else np.float64
-    for j, m in enumerate(names):
-        for part, dt, name in (("stat", dtype, m), ("count", np.int32, f"{m}_count")):
-            blocks_ = [dsa.from_delayed(dask.delayed(_take)(a, part, j),
-                                        shape=(bounds[k + 1] - bounds[k], n_bins), dtype=dt)
-                       for k, a in enumerate(assembled)]
-            attrs = ({"long_name": f"valid samples of {m} per bin", "units": "1"}
-                     if part == "count" else
-                     {"long_name": m, **({"units": schema.units[m]}
-                                         if m in schema.units else {})})
-            variables[name] = ((DEVICE, TIME), dsa.concatenate(blocks_, axis=0), attrs)
-    times = pd.DatetimeIndex(grid_start + s_ns * np.arange(n_bins, dtype=np.int64)).values
-    source = files[0] if len(files) == 1 else f"{files[0]} and {len(files) - 1} more files"
-    ds = xr.Dataset(variables, coords={DEVICE: devices.astype(object), TIME: times},
-                    attrs={"source": source, "load_report": str(report),
-                           "load_report_json": report.to_json()})
-    return with_history(ds, f"read_csv({source!r}, freq={str(step)!r}, how={how!r}, "
-                            f"duplicates={duplicates!r})")
+    return samples_to_grid(
+        parsed, summaries, report, freq=freq, how=how, duplicates=duplicates, start=start,
+        end=end, metrics=schema.metrics if schema.layout == "wide" else None,
+        units=schema.units, source=_source(files), loader="read_csv")
 
 
-def _split(parsed: Parsed, devices, metric_index, bounds):
-    """The block's samples cut by device group: (device in group, metric, time, value)."""
-    dev = np.searchsorted(devices, parsed.devices.astype(str))[parsed.device_codes]
-    if parsed.metric_codes is not None:
-        lookup = np.array([metric_index[m] for m in parsed.metrics], dtype=np.int32)
-        met = lookup[parsed.metric_codes] if lookup.size else parsed.metric_codes
-    else:
-        met = None
-    if len(bounds) == 2:  # one group: nothing to cut
-        return ((dev.astype(np.int32), met, parsed.times, parsed.values),)
-    group = np.searchsorted(np.asarray(bounds[1:]), dev, side="right").astype(
-        np.int16 if len(bounds) < 2**15 else np.int32)
-    order = np.argsort(group, kind="stable")  # a radix sort on small integers
-    cuts = np.searchsorted(group[order], np.arange(1, len(bounds) - 1))
-    out = []
-    for k, idx in enumerate(np.split(order, cuts)):
-        out.append(((dev[idx] - bounds[k]).astype(np.int32),
-                    None if met is None else met[idx], parsed.times[idx], parsed.values[idx]))
-    return tuple(out)
-
-
-def _assemble(pieces, n_dev, names, devices, start, step, n_bins, how, policy):
-    n_m = len(names)
-    # one allocation for the group's valid samples, filled piece by piece
-    valid = [~np.isnan(v) for _, _, _, v in pieces]
-    total = sum(int(m.sum()) for m in valid)
-    s = np.empty(total, np.int64)
-    t = np.empty(total, np.int64)
-    v = np.empty(total, np.float64)
-    at = 0
-    for (dev, met, times, values), ok in zip(pieces, valid, strict=True):
-        if met is None:  # wide: one sample per metric column
-            series = dev[:, None].astype(np.int64) * n_m + np.arange(n_m)
-            times = np.broadcast_to(times[:, None], values.shape)
-        else:
-            series = dev.astype(np.int64) * n_m + met
-        k = int(ok.sum())
-        s[at:at + k] = series[ok]
-        t[at:at + k] = times[ok]
-        v[at:at + k] = values[ok]
-        at += k
-    s, t, v, dups = _dedupe(s, t, v, n_dev * n_m, policy, names, devices)
-    stats = {"mean": (), "sum": (), "count": (), "min": ("min",), "max": ("max",),
-             "first": ("first",), "last": ("last",)}[how]
-    binned = kernels.bin_samples(t, v, s, start=start, step=step, n_bins=n_bins,
-                                 n_series=n_dev * n_m, stats=("count", "sum") + stats)
-    stat = {"mean": binned.mean, "sum": binned.sum, "count": binned.count}.get(how)
-    if stat is None:
-        stat = getattr(binned, how)
-    shape = (n_dev, n_m, n_bins)
-    count = binned.count.reshape(shape).transpose(1, 0, 2).astype(np.int32)
-    stat = stat.reshape(shape).transpose(1, 0, 2)
-    stat = stat.astype(np.int32) if how == "count" else stat
-    return {"stat": np.ascontiguousarray(stat), "count": np.ascontiguousarray(count),
-            "dups": dups, "outside": int(binned.outside.sum()),
-            "binned": int(binned.count.sum())}
-
-
-def _dedupe(s, t, v, n_series, policy, names, devices):
-    if s.size < 2 or kernels.binning.increasing_per_series(s, t, max(n_series, 1)):
-        return s, t, v, 0
-    order = np.lexsort((t, s))  # stable: equal keys keep file and line order
-    s, t, v = s[order], t[order], v[order]
-    new = np.ones(s.size, bool)
-    new[1:] = (s[1:] != s[:-1]) | (t[1:] != t[:-1])
-    starts = np.flatnonzero(new)
-    dups = int(s.size - starts.size)
-    if not dups:
-        return s, t, v, 0
-    sizes = np.diff(np.append(starts, s.size))
-    if policy == "raise":
-        k = starts[np.argmax(sizes > 1)]
-        dev, met = divmod(int(s[k]), len(names))
-        raise LoadError(
-            f"device {str(devices[dev])!r}, metric {names[met]!r} has {int(sizes.max())} "
-            f"samples at {pd.Timestamp(int(t[k]))} ({dups} duplicate samples in this group "
-            "of devices); "
-            "pass duplicates='mean', 'first' or 'last' to merge them")
-    if policy == "mean":
-        merged = np.add.reduceat(v, starts) / sizes
-    elif policy == "first":
-        merged = v[starts]
-    else:
-        merged = v[starts + sizes - 1]
-    return s[starts], t[starts], merged, dups
-
-
-def _counts(assembled):
-    return assembled["dups"], assembled["outside"], assembled["binned"]
-
-
-def _take(assembled, part, j):
-    return assembled[part][j]
+def _source(files) -> str:
+    return files[0] if len(files) == 1 else f"{files[0]} and {len(files) - 1} more files"
 
 
 def _frame(parsed: Parsed):
@@ -641,5 +372,5 @@ def read_csv_samples(paths, *, on_bad_rows: str = "raise", quarantine="quarantin
     return frame, report
 
 
-__all__ = ["COMPRESSIONS", "InferredFrequencyWarning", "LoadReport", "read_csv",
+__all__ = ["COMPRESSIONS", "InferredFrequencyWarning", "LoadReport", "Schema", "read_csv",
            "read_csv_samples"]

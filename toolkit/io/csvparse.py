@@ -37,6 +37,7 @@ from .csvschema import (
     read_fields,
     split_lines,
 )
+from .grid import Samples
 
 DICT = pa.dictionary(pa.int32(), pa.string())
 
@@ -59,22 +60,14 @@ class Block:
 
 
 @dataclass
-class Parsed:
-    """The samples of one block as arrays, and its accounting.
-
-    ``values`` is (rows,) for the long layout (with ``metric_codes``) and
-    (rows, n_metrics) for the wide one. ``rejected`` holds
+class Parsed(Samples):
+    """The samples of one block (see :class:`~toolkit.io.grid.Samples`) and its
+    accounting: ``lines`` read, ``empty`` rows, and ``rejected`` rows as
     ``(line_in_block, text, field, problem)``; line 0 is the block's first
     line (the header, in a file's first block).
     """
 
-    block: Block
-    devices: np.ndarray
-    device_codes: np.ndarray
-    times: np.ndarray
-    metrics: list[str]
-    metric_codes: np.ndarray | None
-    values: np.ndarray
+    block: Block | None = None
     lines: int = 0
     empty: int = 0
     rejected: list = field(default_factory=list)
@@ -83,32 +76,14 @@ class Parsed:
     def no_rows(cls, block: Block | None, metrics=(), wide: bool = False,
                 empty: int = 0) -> Parsed:
         """A block without samples (blank lines only, or a frame's meta)."""
-        return cls(block, np.array([], object), np.zeros(0, np.int32), np.zeros(0, np.int64),
+        return cls(np.array([], object), np.zeros(0, np.int32), np.zeros(0, np.int64),
                    list(metrics), None if wide else np.zeros(0, np.int32),
-                   np.zeros((0, len(metrics)) if wide else 0), empty=empty)
-
-    @property
-    def rows(self) -> int:
-        return int(self.times.shape[0])
+                   np.zeros((0, len(metrics)) if wide else 0), block=block, empty=empty)
 
     def summary(self) -> dict:
-        """What the client needs to plan the grid and the report (small)."""
-        valid = ~np.isnan(self.values)
-        step = 0
-        if self.rows > 1:
-            first = self.device_codes[: 200_000] == self.device_codes[0]
-            t = np.unique(self.times[: 200_000][first])
-            d = np.diff(t)
-            d = d[d > 0]
-            step = int(np.median(d)) if d.size else 0
-        return {
-            "devices": list(self.devices), "metrics": list(self.metrics),
-            "tmin": int(self.times.min()) if self.rows else None,
-            "tmax": int(self.times.max()) if self.rows else None,
-            "rows": self.rows, "lines": self.lines, "empty": self.empty,
-            "rejected": self.rejected, "valid": int(valid.sum()),
-            "missing": int(self.values.size - valid.sum()), "step": step,
-        }
+        """The samples' summary and the block's accounting (small)."""
+        return super().summary() | {"lines": self.lines, "empty": self.empty,
+                                    "rejected": self.rejected}
 
 
 class _NeedsSlowPath(Exception):
@@ -295,7 +270,7 @@ def _fast(buf, schema: Schema, block: Block, lines: int) -> Parsed:
     if schema.missing:
         values[np.isin(values, schema.missing)] = np.nan
     blank_lines = lines - n  # pyarrow skips blank lines
-    return Parsed(block, devices, codes, times, metrics, metric_codes, values,
+    return Parsed(devices, codes, times, metrics, metric_codes, values, block=block,
                   empty=n_empty + blank_lines)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -266,7 +266,7 @@ def infer_schema(
     units: dict | None = None,
     ignore=(),
     device_pattern: str | None = None,
-    encoding: str = "utf-8",
+    encoding: str | None = None,
 ) -> Schema:
     """Infer the :class:`Schema` of ``path`` from its head; stated arguments win.
 
@@ -283,6 +283,7 @@ def infer_schema(
     >>> s.sep, s.decimal, s.layout, s.device, s.metrics, s.device_of(path)
     (';', ',', 'wide', None, ('temp', 'rh'), 'dev-1')
     """
+    encoding = encoding or "utf-8"
     lines = split_lines(cr_to_lf(read_head(path)))
     if not any(line.strip() for line in lines):
         raise LoadError(f"{path}: the file is empty; there is no header to read")
@@ -391,6 +392,46 @@ def infer_schema(
         missing=tuple(float(m) for m in missing), units=dict(units or {}),
         device_pattern=device_pattern, encoding=encoding,
     )
+
+
+def with_overrides(schema: Schema, *, ignore=(), **stated) -> Schema:
+    """``schema`` with the schema keywords a caller stated applied on top.
+
+    A keyword is stated when it is not its default (None, or an empty
+    ``missing``); ``time`` may be one column name or two, ``time_format`` a
+    strptime format or an epoch unit, ``device=False`` takes ids from file
+    names. ``ignore`` only steers inference and is refused here.
+
+    Examples
+    --------
+    >>> s = Schema(columns=("device", "time", "metric", "value"))
+    >>> with_overrides(s, sep=";", time_format="epoch_ms").time_format
+    'ms'
+    """
+    if not isinstance(schema, Schema):
+        raise ArgumentError(f"schema must be a toolkit.io.Schema (from infer_schema or "
+                            f"built by hand), got {type(schema).__name__}")
+    if ignore:
+        raise ArgumentError("ignore=... steers schema inference; with schema=..., list the "
+                            "metrics to read in the schema (or metrics=[...]) instead")
+    changes = {k: v for k, v in stated.items()
+               if v is not None and not (k == "missing" and not v)}
+    if "device" in changes:
+        changes["device"] = changes["device"] or None
+    if "time" in changes:
+        changes["time"] = (changes["time"],) if isinstance(changes["time"], str) \
+            else tuple(changes["time"])
+    if "metrics" in changes:
+        changes["metrics"] = tuple(changes["metrics"])
+    if "missing" in changes:
+        changes["missing"] = tuple(float(m) for m in changes["missing"])
+    if "time_format" in changes:
+        changes["time_kind"], changes["time_format"] = _time_kind(
+            "time_format", [], changes["time_format"])
+    unknown = set(changes) - set(Schema.__dataclass_fields__)
+    if unknown:
+        raise ArgumentError(f"{sorted(unknown)} are not fields of a Schema")
+    return replace(schema, **changes)
 
 
 def _check_numeric(path, samples: dict, decimal: str, lines: list[int]) -> None:

@@ -1,0 +1,435 @@
+"""The one last step of every loader: raw samples to the fleet Dataset.
+
+A loader (CSV files, HTTP feeds, ...) parses its input on the workers into
+:class:`Samples` blocks -- devices, metrics, times and values in long form
+(or in rows of metric columns) -- and counts its rows in a
+:class:`LoadReport`. :func:`samples_to_grid` then does, the same way for
+every loader:
+
+1. the fleet's axes: every device and metric seen;
+2. the grid: ``freq`` as given, or the dominant step between samples;
+3. the samples of each group of devices gathered from every block,
+   duplicates (same device, metric and time) merged by the stated policy and
+   counted, and binned onto the grid with :func:`kernels.bin_samples`, a
+   per-bin count beside each metric (see :func:`toolkit.model.count_name`);
+4. the report's reconciliation: it refuses to return if the numbers do not
+   add up.
+
+The aggregations are :data:`toolkit.model.HOWS`, the same table that
+``ds.telemetry.regularize`` uses.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import dask
+import dask.array as dsa
+import numpy as np
+import pandas as pd
+import xarray as xr
+from dask.base import tokenize
+
+import kernels
+
+from ..chunks import chunk_sizes
+from ..errors import ArgumentError, LoadError
+from ..model import DEVICE, HOWS, TIME, count_attrs, count_name, with_history
+
+#: a load of this many samples is regularised in at least GROUPS device groups,
+#: and in groups of about GROUP_SAMPLES samples (~50 MB to gather in one task)
+PARALLEL_SAMPLES, GROUPS, GROUP_SAMPLES = 1_000_000, 4, 2_000_000
+DUPLICATES = ("mean", "first", "last", "raise")
+NICE_STEPS = [pd.Timedelta(s) for s in (
+    "1ms", "10ms", "100ms", "1s", "2s", "5s", "10s", "15s", "20s", "30s", "1min", "2min",
+    "5min", "10min", "15min", "20min", "30min", "1h", "2h", "3h", "6h", "12h", "1D")]
+
+
+@dataclass
+class Samples:
+    """One block of raw samples, as every loader produces it on a worker.
+
+    ``devices`` and ``metrics`` are the names the codes point into;
+    ``times`` int64 ns UTC, one per row; ``values`` is (rows,) with
+    ``metric_codes`` (long form) or (rows, n_metrics) with ``metric_codes``
+    None (one column per metric). NaN means missing.
+    """
+
+    devices: np.ndarray
+    device_codes: np.ndarray
+    times: np.ndarray
+    metrics: list[str]
+    metric_codes: np.ndarray | None
+    values: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return int(self.times.shape[0])
+
+    def summary(self) -> dict:
+        """What the client needs to plan the grid and the report (small)."""
+        valid = ~np.isnan(self.values)
+        step = 0
+        if self.rows > 1:
+            first = self.device_codes[: 200_000] == self.device_codes[0]
+            t = np.unique(self.times[: 200_000][first])
+            d = np.diff(t)
+            d = d[d > 0]
+            step = int(np.median(d)) if d.size else 0
+        return {
+            "devices": list(self.devices), "metrics": list(self.metrics),
+            "tmin": int(self.times.min()) if self.rows else None,
+            "tmax": int(self.times.max()) if self.rows else None,
+            "rows": self.rows, "valid": int(valid.sum()),
+            "missing": int(self.values.size - valid.sum()), "step": step,
+        }
+
+
+class InferredFrequencyWarning(UserWarning):
+    """A loader chose the grid's frequency itself (no ``freq=`` given)."""
+
+
+@dataclass
+class LoadReport:
+    """Where every row and sample of a load went; the numbers add up.
+
+    Rows: ``rows_read = rows_loaded + rows_rejected + rows_empty`` (header
+    lines are not rows). Samples are the values of the loaded rows (one per
+    row in the long layout, one per metric column in the wide one):
+    ``samples = samples_valid + samples_missing`` and, once regularised,
+    ``samples_valid = samples_binned + duplicates_merged + samples_outside``.
+    """
+
+    files: int = 0
+    blocks: int = 0
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    rows_empty: int = 0
+    samples: int = 0
+    samples_valid: int = 0
+    samples_missing: int = 0
+    duplicates_merged: int | None = None
+    samples_outside: int | None = None
+    samples_binned: int | None = None
+    devices: int = 0
+    metrics: list = field(default_factory=list)
+    freq: str | None = None
+    freq_inferred: bool = False
+    how: str | None = None
+    duplicates: str | None = None
+    quarantine: str | None = None
+    first_rejections: list = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        """The sums that do not add up (empty when the report is consistent)."""
+        out = []
+        if self.rows_read != self.rows_loaded + self.rows_rejected + self.rows_empty:
+            out.append(f"rows: read {self.rows_read} != loaded {self.rows_loaded} + rejected "
+                       f"{self.rows_rejected} + empty {self.rows_empty}")
+        if self.samples != self.samples_valid + self.samples_missing:
+            out.append(f"samples: {self.samples} != valid {self.samples_valid} + missing "
+                       f"{self.samples_missing}")
+        if self.samples_binned is not None and self.samples_valid != (
+                self.samples_binned + self.duplicates_merged + self.samples_outside):
+            out.append(f"valid samples {self.samples_valid} != binned {self.samples_binned} "
+                       f"+ duplicates merged {self.duplicates_merged} + outside the grid "
+                       f"{self.samples_outside}")
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def of(cls, obj) -> LoadReport:
+        """The report stored on a loaded Dataset's attributes.
+
+        Examples
+        --------
+        >>> r = LoadReport(files=1, rows_read=2, rows_loaded=2)
+        >>> LoadReport.of(xr.Dataset(attrs={"load_report_json": r.to_json()})).rows_read
+        2
+        """
+        return cls(**json.loads(obj.attrs["load_report_json"]))
+
+    def __str__(self) -> str:
+        lines = [
+            f"load report: {self.files} file(s) in {self.blocks} block(s), {self.devices} "
+            f"device(s), metrics {self.metrics}",
+            f"  rows read          {self.rows_read:>14,}",
+            f"    loaded           {self.rows_loaded:>14,}",
+            f"    rejected         {self.rows_rejected:>14,}"
+            + (f"  -> {self.quarantine}" if self.quarantine else ""),
+            f"    empty            {self.rows_empty:>14,}",
+            f"  samples            {self.samples:>14,}",
+            f"    missing (NaN)    {self.samples_missing:>14,}",
+            f"    valid            {self.samples_valid:>14,}",
+        ]
+        if self.samples_binned is not None:
+            lines += [
+                f"      binned         {self.samples_binned:>14,}  onto a {self.freq} grid "
+                f"({self.how}{', frequency inferred' if self.freq_inferred else ''})",
+                f"      duplicates merged {self.duplicates_merged:>11,}  (policy "
+                f"{self.duplicates!r})",
+                f"      outside the grid {self.samples_outside:>12,}",
+            ]
+        return "\n".join(lines)
+
+
+def check_grid_args(freq, how: str, duplicates: str) -> pd.Timedelta | None:
+    """Check the grid arguments before any input is read; ``freq`` as a Timedelta.
+
+    Examples
+    --------
+    >>> check_grid_args("1min", "mean", "mean")
+    Timedelta('0 days 00:01:00')
+    """
+    if how not in HOWS:
+        raise ArgumentError(f"how must be one of {HOWS}, got how={how!r}")
+    if duplicates not in DUPLICATES:
+        raise ArgumentError(f"duplicates must be one of {DUPLICATES}, got "
+                            f"duplicates={duplicates!r}")
+    if freq is None:
+        return None
+    try:
+        step = pd.Timedelta(freq)
+    except (TypeError, ValueError) as err:
+        raise ArgumentError(f"freq must be a duration such as '1min', got freq={freq!r}") \
+            from err
+    if not step > pd.Timedelta(0):
+        raise ArgumentError(f"freq must be a positive duration, got freq={freq!r}")
+    return step
+
+
+def samples_to_grid(blocks, summaries, report: LoadReport, *, freq=None, how: str = "mean",
+                    duplicates: str = "mean", start=None, end=None, metrics=None,
+                    units: dict | None = None, source: str, loader: str) -> xr.Dataset:
+    """Regularise the samples of every block onto one grid: the fleet Dataset.
+
+    Parameters
+    ----------
+    blocks : list of dask.delayed.Delayed
+        The loader's :class:`Samples` blocks, held on the workers.
+    summaries : list of dict
+        ``Samples.summary()`` of each block (computed already).
+    report : LoadReport
+        The loader's rows part; this step adds the samples' fate and checks
+        that the numbers add up.
+    freq, how, duplicates, start, end
+        As in :func:`toolkit.read_csv`.
+    metrics : list of str, optional
+        The metrics in this order (default: every metric seen, sorted).
+    units : dict, optional
+        ``{metric: units}`` for the variables' attributes.
+    source, loader : str
+        For the dataset's ``source`` and ``history`` (and error messages).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``(device, time)``, a float64 variable per metric and an int32
+        count beside each, chunked by groups of devices, held on the workers.
+    """
+    step = check_grid_args(freq, how, duplicates)
+    units = dict(units or {})
+    devices, names = _axes(summaries, metrics, units, report, source)
+    if step is None:
+        step = _infer_step(summaries, loader)
+        report.freq_inferred = True
+    s_ns = int(step.value)
+    tmin = min(s["tmin"] for s in summaries if s["tmin"] is not None)
+    tmax = max(s["tmax"] for s in summaries if s["tmax"] is not None)
+    lo = pd.Timestamp(start).value if start is not None else tmin
+    hi = pd.Timestamp(end).value if end is not None else tmax
+    grid_start = (lo // s_ns) * s_ns
+    n_bins = max(0, (hi - grid_start) // s_ns + 1)
+    bounds = _device_groups(len(devices), n_bins, len(names), report.samples_valid)
+    assembled = _assemble_groups(blocks, devices, names, bounds, grid_start, s_ns, n_bins,
+                                 how, duplicates)
+    counts = dask.compute(*[dask.delayed(_counts)(a) for a in assembled])
+    report.duplicates_merged = sum(c[0] for c in counts)
+    report.samples_outside = sum(c[1] for c in counts)
+    report.samples_binned = sum(c[2] for c in counts)
+    report.devices, report.metrics = len(devices), names
+    report.freq, report.how, report.duplicates = str(step), how, duplicates
+    problems = report.problems()
+    if problems:
+        raise LoadError("the load report does not add up (" + "; ".join(problems) +
+                        f"); please report this with the input ({source})")
+    times = pd.DatetimeIndex(grid_start + s_ns * np.arange(n_bins, dtype=np.int64)).values
+    ds = xr.Dataset(_variables(assembled, names, bounds, n_bins, how, units),
+                    coords={DEVICE: devices.astype(object), TIME: times},
+                    attrs={"source": source, "load_report": str(report),
+                           "load_report_json": report.to_json()})
+    return with_history(ds, f"{loader}({source!r}, freq={str(step)!r}, how={how!r}, "
+                            f"duplicates={duplicates!r})")
+
+
+def _axes(summaries, metrics, units, report, source):
+    """The fleet's devices (sorted) and metrics, checked against ``units``."""
+    devices = np.array(sorted({d for s in summaries for d in s["devices"]}), dtype=str)
+    names = list(metrics) if metrics else sorted({m for s in summaries for m in s["metrics"]})
+    if not len(devices) or not names:
+        raise LoadError(f"no samples in {source}: every row was empty or rejected "
+                        f"({report.rows_rejected} rejected)")
+    unknown_units = sorted(set(units) - set(names))
+    if unknown_units:
+        raise LoadError(f"units name metrics {unknown_units} that the input does not have "
+                        f"(metrics: {names})")
+    return devices, names
+
+
+def _infer_step(summaries, loader: str) -> pd.Timedelta:
+    steps = [s["step"] for s in summaries if s["step"] > 0]
+    if not steps:
+        raise LoadError("cannot infer a sampling interval (no device has two samples); "
+                        "pass freq=...")
+    step = _nice_step(int(np.median(steps)))
+    warnings.warn(f"{loader}: no freq given; regularising onto {step} bins, the "
+                  "dominant step between samples. Pass freq=... to choose another.",
+                  InferredFrequencyWarning, stacklevel=3)
+    return step
+
+
+def _device_groups(n_devices, n_bins, n_metrics, n_valid) -> list[int]:
+    """Bounds of the device groups: one task holds every metric of its devices."""
+    # with counts: 12 bytes a value
+    per = chunk_sizes(n_devices, n_bins, 12 * n_metrics)[DEVICE]
+    if n_valid >= PARALLEL_SAMPLES:  # enough work to share among workers
+        groups = max(GROUPS, -(-n_valid // GROUP_SAMPLES))
+        per = min(per, -(-n_devices // groups))
+    return list(range(0, n_devices, per)) + [n_devices]
+
+
+def _assemble_groups(blocks, devices, names, bounds, grid_start, s_ns, n_bins, how,
+                     duplicates):
+    """Each device group's samples from every block, merged and binned (persisted)."""
+    token = tokenize(tuple(b.key for b in blocks), s_ns, how, duplicates, grid_start, n_bins)
+    metric_index = {m: i for i, m in enumerate(names)}
+    pieces = [dask.delayed(_split, pure=True)(
+        b, devices, metric_index, bounds, dask_key_name=f"split-samples-{token}-{i}")
+        for i, b in enumerate(blocks)]
+    assembled = [dask.delayed(_assemble, pure=True)(
+        [pc[k] for pc in pieces], bounds[k + 1] - bounds[k], names,
+        devices[bounds[k]:bounds[k + 1]], grid_start, s_ns, n_bins, how, duplicates,
+        dask_key_name=f"regularize-samples-{token}-{k}") for k in range(len(bounds) - 1)]
+    return list(dask.persist(*assembled))
+
+
+def _variables(assembled, names, bounds, n_bins, how, units) -> dict:
+    variables = {}
+    dtype = np.int32 if how == "count" else np.float64
+    for j, m in enumerate(names):
+        for part, dt, name in (("stat", dtype, m), ("count", np.int32, count_name(m))):
+            blocks = [dsa.from_delayed(dask.delayed(_take)(a, part, j),
+                                       shape=(bounds[k + 1] - bounds[k], n_bins), dtype=dt)
+                      for k, a in enumerate(assembled)]
+            attrs = count_attrs(m) if part == "count" else \
+                {"long_name": m, **({"units": units[m]} if m in units else {})}
+            variables[name] = ((DEVICE, TIME), dsa.concatenate(blocks, axis=0), attrs)
+    return variables
+
+
+def _nice_step(step_ns: int) -> pd.Timedelta:
+    step = pd.Timedelta(int(step_ns), "ns")
+    for nice in NICE_STEPS:
+        if abs(step - nice) <= 0.1 * nice:
+            return nice
+    return step.round("1s") if step > pd.Timedelta("1s") else step.round("1ms")
+
+
+def _split(parsed: Samples, devices, metric_index, bounds):
+    """The block's samples cut by device group: (device in group, metric, time, value)."""
+    dev = np.searchsorted(devices, parsed.devices.astype(str))[parsed.device_codes]
+    if parsed.metric_codes is not None:
+        lookup = np.array([metric_index[m] for m in parsed.metrics], dtype=np.int32)
+        met = lookup[parsed.metric_codes] if lookup.size else parsed.metric_codes
+    else:
+        met = None
+    if len(bounds) == 2:  # one group: nothing to cut
+        return ((dev.astype(np.int32), met, parsed.times, parsed.values),)
+    group = np.searchsorted(np.asarray(bounds[1:]), dev, side="right").astype(
+        np.int16 if len(bounds) < 2**15 else np.int32)
+    order = np.argsort(group, kind="stable")  # a radix sort on small integers
+    cuts = np.searchsorted(group[order], np.arange(1, len(bounds) - 1))
+    out = []
+    for k, idx in enumerate(np.split(order, cuts)):
+        out.append(((dev[idx] - bounds[k]).astype(np.int32),
+                    None if met is None else met[idx], parsed.times[idx], parsed.values[idx]))
+    return tuple(out)
+
+
+def _assemble(pieces, n_dev, names, devices, start, step, n_bins, how, policy):
+    n_m = len(names)
+    # one allocation for the group's valid samples, filled piece by piece
+    valid = [~np.isnan(v) for _, _, _, v in pieces]
+    total = sum(int(m.sum()) for m in valid)
+    s = np.empty(total, np.int64)
+    t = np.empty(total, np.int64)
+    v = np.empty(total, np.float64)
+    at = 0
+    for (dev, met, times, values), ok in zip(pieces, valid, strict=True):
+        if met is None:  # wide: one sample per metric column
+            series = dev[:, None].astype(np.int64) * n_m + np.arange(n_m)
+            times = np.broadcast_to(times[:, None], values.shape)
+        else:
+            series = dev.astype(np.int64) * n_m + met
+        k = int(ok.sum())
+        s[at:at + k] = series[ok]
+        t[at:at + k] = times[ok]
+        v[at:at + k] = values[ok]
+        at += k
+    s, t, v, dups = _dedupe(s, t, v, n_dev * n_m, policy, names, devices)
+    stats = {"mean": (), "sum": (), "count": (), "min": ("min",), "max": ("max",),
+             "first": ("first",), "last": ("last",)}[how]
+    binned = kernels.bin_samples(t, v, s, start=start, step=step, n_bins=n_bins,
+                                 n_series=n_dev * n_m, stats=("count", "sum") + stats)
+    stat = {"mean": binned.mean, "sum": binned.sum, "count": binned.count}.get(how)
+    if stat is None:
+        stat = getattr(binned, how)
+    shape = (n_dev, n_m, n_bins)
+    count = binned.count.reshape(shape).transpose(1, 0, 2).astype(np.int32)
+    stat = stat.reshape(shape).transpose(1, 0, 2)
+    stat = stat.astype(np.int32) if how == "count" else stat
+    return {"stat": np.ascontiguousarray(stat), "count": np.ascontiguousarray(count),
+            "dups": dups, "outside": int(binned.outside.sum()),
+            "binned": int(binned.count.sum())}
+
+
+def _dedupe(s, t, v, n_series, policy, names, devices):
+    if s.size < 2 or kernels.binning.increasing_per_series(s, t, max(n_series, 1)):
+        return s, t, v, 0
+    order = np.lexsort((t, s))  # stable: equal keys keep file and line order
+    s, t, v = s[order], t[order], v[order]
+    new = np.ones(s.size, bool)
+    new[1:] = (s[1:] != s[:-1]) | (t[1:] != t[:-1])
+    starts = np.flatnonzero(new)
+    dups = int(s.size - starts.size)
+    if not dups:
+        return s, t, v, 0
+    sizes = np.diff(np.append(starts, s.size))
+    if policy == "raise":
+        k = starts[np.argmax(sizes > 1)]
+        dev, met = divmod(int(s[k]), len(names))
+        raise LoadError(
+            f"device {str(devices[dev])!r}, metric {names[met]!r} has {int(sizes.max())} "
+            f"samples at {pd.Timestamp(int(t[k]))} ({dups} duplicate samples in this group "
+            "of devices); "
+            "pass duplicates='mean', 'first' or 'last' to merge them")
+    if policy == "mean":
+        merged = np.add.reduceat(v, starts) / sizes
+    elif policy == "first":
+        merged = v[starts]
+    else:
+        merged = v[starts + sizes - 1]
+    return s[starts], t[starts], merged, dups
+
+
+def _counts(assembled):
+    return assembled["dups"], assembled["outside"], assembled["binned"]
+
+
+def _take(assembled, part, j):
+    return assembled[part][j]
