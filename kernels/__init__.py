@@ -25,13 +25,13 @@ Compiled kernels are cached in a per-user folder, never inside the package
 # first: numba must know where to cache before any kernel is compiled
 from ._cache import CACHE_DIR  # noqa: I001
 
-from . import flags
+from . import distribution, flags
 from .binning import Binned, bin_rows, bin_samples, combine_bins
 from .detect import cusum, drift, hampel, robust_zscore
 from .ewm import EwmState, ewm_mean, ewm_std, ewm_var
 from .fill import ffill, interpolate
 from .lttb import lttb
-from .qc import flat_line, gross_range, rate_of_change, spike, time_gaps
+from .qc import flat_line, gross_range, rate_of_change, sample_gaps, spike, time_gaps
 from .quantile import move_median, move_quantile
 from .rolling import (
     move_count,
@@ -46,13 +46,13 @@ from .rolling import (
 from .timewindow import time_rolling
 
 __all__ = [
-    "CACHE_DIR", "flags",
+    "CACHE_DIR", "distribution", "flags",
     "Binned", "bin_rows", "bin_samples", "combine_bins",
     "cusum", "drift", "hampel", "robust_zscore",
     "EwmState", "ewm_mean", "ewm_std", "ewm_var",
     "ffill", "interpolate",
     "lttb",
-    "flat_line", "gross_range", "rate_of_change", "spike", "time_gaps",
+    "flat_line", "gross_range", "rate_of_change", "sample_gaps", "spike", "time_gaps",
     "move_count", "move_max", "move_mean", "move_min", "move_std", "move_sum",
     "move_var", "move_zscore", "move_median", "move_quantile",
     "time_rolling",

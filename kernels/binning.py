@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from ._wrap import JIT_OPTIONS, numba_ready
+from .distribution import Reduce, distributed
 
 
 class Binned(NamedTuple):
@@ -108,6 +109,7 @@ def _bin(t, v, s, start, step, n_bins, extremes, ends, count, total, lo, hi, fir
                 last_t[r, b] = t[i]
 
 
+@distributed(Reduce())
 def bin_samples(times, values, series=None, *, start, step, n_bins: int,
                 n_series: int | None = None, stats=STATS) -> Binned:
     """Aggregate irregular samples into ``n_bins`` bins of width ``step`` from ``start``.
@@ -288,6 +290,7 @@ def _bin_rows(v, bins, n_bins, how, out, count):
                 out[r, b] = count[r, b]
 
 
+@distributed(Reduce())
 def bin_rows(values, times, *, start, step, n_bins: int, how: str = "mean"):
     """Aggregate series that share sorted sample times onto a regular grid.
 

@@ -20,6 +20,7 @@ from ._wrap import (
     from_series,
     series_state,
 )
+from .distribution import Scan, Window, distributed
 from .flags import MISSING, NOT_EVALUATED, PASS, SUSPECT
 
 MAD_SCALE = 1.4826  # makes the MAD of normal noise its standard deviation
@@ -58,6 +59,7 @@ def _robust_zscore(a, window, min_count, threshold, buf, scratch, score, flag):
                 flag[r, i] = SUSPECT if abs(z) > threshold else PASS
 
 
+@distributed(Window(before="window", outputs=(("score", "same"), ("flag", "int8"))))
 def robust_zscore(a, window: int, threshold: float = 5.0, min_count: int | None = None,
                   axis: int = -1):
     """Robust z-score against the ``window`` samples before each sample.
@@ -119,6 +121,8 @@ def _hampel(a, half, min_count, threshold, buf, scratch, filtered, flag):
                 flag[r, i] = PASS
 
 
+@distributed(Window(before="half_window", after="half_window",
+         outputs=(("filtered", "same"), ("flag", "int8"))))
 def hampel(a, half_window: int, threshold: float = 3.0, min_count: int | None = None,
            axis: int = -1):
     """Hampel filter: replace outliers by the median of a centred window.
@@ -183,6 +187,7 @@ def _cusum(a, target, scale, slack, limit, reset, hi, lo, score, flag):
         lo[r] = s_lo
 
 
+@distributed(Scan((("score", "float64"), ("flag", "int8"))))
 def cusum(a, target, scale, *, slack: float = 0.5, limit: float = 5.0, reset: bool = True,
           axis: int = -1, state=None, return_state: bool = False):
     """Two-sided tabular CUSUM: detect a lasting shift of the level from ``target``.
@@ -278,6 +283,8 @@ def _drift(a, window, min_count, max_slope, score, flag):
                 flag[r, i] = SUSPECT if abs(slope) > max_slope else PASS
 
 
+@distributed(Window(before="window", before_add=-1,
+         outputs=(("slope", "float64"), ("flag", "int8"))))
 def drift(a, window: int, max_slope: float, min_count: int | None = None, axis: int = -1):
     """Least-squares slope (per sample) over the trailing ``window`` samples.
 

@@ -29,6 +29,7 @@ from ._wrap import (
     series_state,
     times_2d,
 )
+from .distribution import Scan, distributed
 
 _MEAN, _VAR, _STD = 0, 1, 2
 
@@ -427,6 +428,7 @@ def _doc(stat_name):
     """
 
 
+@distributed(Scan())
 def ewm_mean(a, com=None, span=None, halflife=None, alpha=None, *, times=None,
              min_count=1, adjust=True, ignore_na=False, axis=-1, state=None,
              return_state=False):
@@ -434,6 +436,7 @@ def ewm_mean(a, com=None, span=None, halflife=None, alpha=None, *, times=None,
                 ignore_na, False, axis, state, return_state)
 
 
+@distributed(Scan())
 def ewm_var(a, com=None, span=None, halflife=None, alpha=None, *, times=None,
             min_count=1, adjust=True, ignore_na=False, bias=False, axis=-1, state=None,
             return_state=False):
@@ -441,6 +444,7 @@ def ewm_var(a, com=None, span=None, halflife=None, alpha=None, *, times=None,
                 ignore_na, bias, axis, state, return_state)
 
 
+@distributed(Scan())
 def ewm_std(a, com=None, span=None, halflife=None, alpha=None, *, times=None,
             min_count=1, adjust=True, ignore_na=False, bias=False, axis=-1, state=None,
             return_state=False):

@@ -21,6 +21,7 @@ from ._wrap import (
     series_state,
     times_2d,
 )
+from .distribution import Scan, Window, distributed
 
 _NO_LIMIT = np.iinfo(np.int64).max
 
@@ -44,6 +45,7 @@ def _ffill(a, limit, last, gap, out):
         gap[r] = run
 
 
+@distributed(Scan())
 def ffill(a, limit: int | None = None, *, axis: int = -1, state=None,
           return_state: bool = False):
     """Fill each NaN with the last valid value before it, at most ``limit`` in a row.
@@ -113,6 +115,8 @@ def _interpolate(a, t, by_count, limit, out):
             prev = i
 
 
+@distributed(Window(before="max_gap", before_add=1, after="max_gap", after_add=1,
+         span="max_span", span_after=True, span_inclusive=True))
 def interpolate(a, max_gap: int | None = None, *, times=None, max_span=None,
                 axis: int = -1):
     """Fill gaps by linear interpolation between the valid samples around them.

@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit
 
 from ._wrap import JIT_OPTIONS, as_float_array, as_series
+from .distribution import Reduce, distributed
 
 
 @njit(**JIT_OPTIONS)
@@ -55,6 +56,7 @@ def _lttb(y, x, n_out, valid, out):
         out[r, n_out - 1] = valid[m - 1]
 
 
+@distributed(Reduce((("index", "int64"),)))
 def lttb(y, n_out: int, *, x=None, axis: int = -1) -> np.ndarray:
     """Indices of ``n_out`` samples that keep the visual shape of each series.
 

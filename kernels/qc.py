@@ -22,6 +22,7 @@ from ._wrap import (
     series_state,
     times_2d,
 )
+from .distribution import FLAG, Pointwise, Scan, Window, distributed
 from .flags import FAIL, MISSING, NOT_EVALUATED, PASS, SUSPECT
 
 _NO_TIME = np.iinfo(np.int64).min
@@ -42,6 +43,7 @@ def _gross_range(a, fail_lo, fail_hi, suspect_lo, suspect_hi, out):
                 out[r, i] = PASS
 
 
+@distributed(Pointwise(FLAG))
 def gross_range(a, fail_span: tuple[float, float],
                 suspect_span: tuple[float, float] | None = None, *, axis: int = -1):
     """Flag values outside the sensor's range (fail) or the expected range (suspect).
@@ -72,6 +74,7 @@ def _spike(a, suspect, fail, out):
                 out[r, i] = FAIL if d > fail else (SUSPECT if d > suspect else PASS)
 
 
+@distributed(Window(before=1, after=1, outputs=FLAG))
 def spike(a, suspect: float, fail: float, *, axis: int = -1):
     """Flag a sample far from the mean of its two neighbours.
 
@@ -115,6 +118,7 @@ def _rate_of_change(a, t, threshold, last_value, last_time, out):
         last_time[r] = when
 
 
+@distributed(Scan(FLAG))
 def rate_of_change(a, threshold: float, *, times=None, axis: int = -1, state=None,
                    return_state: bool = False):
     """Flag a sample that changed faster than ``threshold`` since the last valid one.
@@ -167,6 +171,7 @@ def _flat_line(a, t, tolerance, suspect, fail, by_time, last_value, run, start, 
         start[r] = first
 
 
+@distributed(Scan(FLAG))
 def flat_line(a, tolerance: float, suspect: float, fail: float, *, times=None,
               axis: int = -1, state=None, return_state: bool = False):
     """Flag a stuck sensor: a run of valid samples each within ``tolerance`` of the last.
@@ -217,6 +222,7 @@ def _time_gaps(t, max_gap, last_time, out):
         last_time[r] = prev
 
 
+@distributed(Scan(FLAG))
 def time_gaps(times, max_gap, *, axis: int = -1, state=None, return_state: bool = False):
     """Flag the sample after a gap longer than ``max_gap`` (4), or after a clock jump back.
 
@@ -240,6 +246,51 @@ def time_gaps(times, max_gap, *, axis: int = -1, state=None, return_state: bool 
     last = series_state(state, n, np.full(n, _NO_TIME, dtype=np.int64), "state")
     out = np.empty(series.shape, dtype=np.int8)
     _time_gaps(series, max_gap, last, out)
+    return _result(out, shape, axis, last, return_state)
+
+
+@njit(**JIT_OPTIONS)
+def _sample_gaps(a, t, max_gap, last_time, out):
+    shared = t.shape[0] == 1  # one time axis for every series
+    for r in range(a.shape[0]):
+        tr = t[0] if shared else t[r]
+        prev = last_time[r]
+        for i in range(a.shape[1]):
+            if a[r, i] != a[r, i]:  # a missing sample is no sample: the gap goes on
+                out[r, i] = MISSING
+                continue
+            if prev == _NO_TIME:
+                out[r, i] = NOT_EVALUATED
+            else:
+                out[r, i] = FAIL if tr[i] - prev > max_gap else PASS
+            prev = tr[i]
+        last_time[r] = prev
+
+
+@distributed(Scan(FLAG))
+def sample_gaps(a, max_gap, *, times, axis: int = -1, state=None,
+                return_state: bool = False):
+    """Flag the valid sample that ends a gap in a series with missing values (4).
+
+    On a regular grid a gap is a run of NaN: a valid sample fails when more
+    than ``max_gap`` of time passed since the previous valid sample of its
+    series. Missing samples are 9; the first valid sample is 2 unless
+    ``state`` (the time of the last valid sample before) is given.
+
+    Examples
+    --------
+    >>> x = np.array([1.0, np.nan, np.nan, np.nan, 2.0, 3.0])
+    >>> sample_gaps(x, 2, times=np.arange(6))
+    array([2, 9, 9, 9, 4, 1], dtype=int8)
+    """
+    arr = as_float_array(a)
+    series, shape = as_series(arr, axis)
+    t = _times(times, series.shape)
+    max_gap = duration_ns(max_gap, "max_gap", times)
+    n = series.shape[0]
+    last = series_state(state, n, np.full(n, _NO_TIME, dtype=np.int64), "state")
+    out = np.empty(series.shape, dtype=np.int8)
+    _sample_gaps(series, t, max_gap, last, out)
     return _result(out, shape, axis, last, return_state)
 
 

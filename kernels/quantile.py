@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit
 
 from ._wrap import JIT_OPTIONS, apply_last_axis, as_float_array, check_window
+from .distribution import Window, distributed
 from .rolling import block_of
 
 _NONE = -1
@@ -285,6 +286,7 @@ def _move_quantile_sorted(a, window, min_count, q, out):
             start = stop
 
 
+@distributed(Window(before="window", before_add=-1))
 def move_quantile(a, window: int, q: float, min_count: int | None = None, axis: int = -1):
     """The ``q`` quantile over a trailing window of ``window`` samples, ignoring NaN.
 
@@ -330,6 +332,7 @@ def move_quantile(a, window: int, q: float, min_count: int | None = None, axis: 
                            float(q), key, slot, pos, heap_of, size)
 
 
+@distributed(Window(before="window", before_add=-1))
 def move_median(a, window: int, min_count: int | None = None, axis: int = -1):
     """Median over a trailing window of ``window`` samples, ignoring NaN.
 

@@ -21,6 +21,7 @@ from ._wrap import (
     check_window,
     from_series,
 )
+from .distribution import Window, distributed
 
 # statistic codes of the moments loops (_make_moments)
 _SUM, _MEAN, _VAR, _STD, _ZSCORE = 0, 1, 2, 3, 4
@@ -443,6 +444,7 @@ def _move_count(a, window, out):
             out[r, i] = count
 
 
+@distributed(Window(before="window", before_add=-1))
 def move_min(a, window: int, min_count: int | None = None, axis: int = -1):
     """Minimum over a trailing window of ``window`` samples, ignoring NaN.
 
@@ -457,6 +459,7 @@ def move_min(a, window: int, min_count: int | None = None, axis: int = -1):
     return _extreme(a, window, min_count, axis, False)
 
 
+@distributed(Window(before="window", before_add=-1))
 def move_max(a, window: int, min_count: int | None = None, axis: int = -1):
     """Maximum over a trailing window of ``window`` samples, ignoring NaN.
 
@@ -473,6 +476,7 @@ def move_max(a, window: int, min_count: int | None = None, axis: int = -1):
     return _extreme(a, window, min_count, axis, True)
 
 
+@distributed(Window(before="window", before_add=-1))
 def move_count(a, window: int, axis: int = -1):
     """Number of valid (non-NaN) samples in a trailing window of ``window`` samples.
 
@@ -516,6 +520,7 @@ def _moments(a, window, min_count, axis, stat, ddof=0):
     return from_series(out, shape, axis)
 
 
+@distributed(Window(before="window", before_add=-1))
 def move_sum(a, window: int, min_count: int | None = None, axis: int = -1):
     """Sum over a trailing window of ``window`` samples, ignoring NaN.
 
@@ -544,6 +549,7 @@ def move_sum(a, window: int, min_count: int | None = None, axis: int = -1):
     return _moments(a, window, min_count, axis, _SUM)
 
 
+@distributed(Window(before="window", before_add=-1))
 def move_mean(a, window: int, min_count: int | None = None, axis: int = -1):
     """Mean over a trailing window of ``window`` samples, ignoring NaN.
 
@@ -559,6 +565,7 @@ def move_mean(a, window: int, min_count: int | None = None, axis: int = -1):
     return _moments(a, window, min_count, axis, _MEAN)
 
 
+@distributed(Window(before="window", before_add=-1))
 def move_var(
     a, window: int, min_count: int | None = None, axis: int = -1, ddof: int = 1
 ):
@@ -577,6 +584,7 @@ def move_var(
     return _moments(a, window, min_count, axis, _VAR, _check_ddof(ddof))
 
 
+@distributed(Window(before="window", before_add=-1))
 def move_std(
     a, window: int, min_count: int | None = None, axis: int = -1, ddof: int = 1
 ):
@@ -590,6 +598,7 @@ def move_std(
     return _moments(a, window, min_count, axis, _STD, _check_ddof(ddof))
 
 
+@distributed(Window(before="window"))  # the reference ends before each sample
 def move_zscore(
     a, window: int, min_count: int | None = None, axis: int = -1, ddof: int = 1
 ):

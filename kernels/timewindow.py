@@ -19,6 +19,7 @@ from ._wrap import (
     from_series,
     times_2d,
 )
+from .distribution import Window, distributed
 from .rolling import (
     _CANCELLATION,
     _MEAN,
@@ -152,6 +153,7 @@ def _prepare(a, times, span, min_count, axis):
     return arr, series, shape, t, span
 
 
+@distributed(Window(span="span"))
 def time_rolling(a, times, span, stat: str = "mean", *, min_count: int = 1,
                  ddof: int = 1, axis: int = -1):
     """A statistic over the trailing ``span`` of time before each sample.

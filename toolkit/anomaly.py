@@ -1,8 +1,10 @@
 """Anomaly scores on fleets: the xarray face of the detector kernels.
 
-Each function is a thin :func:`xarray.apply_ufunc` around a kernel from
-:mod:`kernels`; numerical logic lives in the kernels. Dask-backed input stays
-lazy, with one task per chunk named after the operation.
+Each function hands a kernel of :mod:`kernels.detect` (or
+:mod:`kernels.rolling`) to :func:`toolkit.apply.apply_kernel`, which
+distributes it as the kernel declares; numerical logic lives in the kernels.
+Dask-backed input stays lazy, with tasks named after the operation. A
+detector with a score and a flag returns both, as ``(scores, flags)``.
 """
 
 from __future__ import annotations
@@ -59,17 +61,12 @@ def rolling_zscore(
     >>> rolling_zscore(da, window=4).round(2).values
     array([[  nan,   nan,   nan,   nan, 12.99]])
     """
-    def block(values):
-        return kernels.move_zscore(values, window, min_count, axis=-1)
-
-    def attrs(da):
-        long_name = da.attrs.get("long_name", da.name or "values")
-        return {"units": "1", "long_name": f"rolling z-score of {long_name}",
+    def attrs(da, output):
+        return {"units": "1", "long_name": f"rolling z-score of {_long_name(da)}",
                 "window": window}
 
-    # the reference window ends before each sample: `window` samples of overlap
-    return apply_kernel(obj, block, kind="window", name="rolling-zscore", dim=dim,
-                        before=window, dtype=_float_dtype(obj), attrs=attrs,
+    return apply_kernel(obj, kernels.move_zscore, name="rolling-zscore", dim=dim,
+                        window=window, min_count=min_count, attrs=attrs,
                         history=f"rolling_zscore(window={window}, min_count={min_count}, "
                                 f"dim={dim!r})")
 
@@ -124,42 +121,121 @@ def task_named(func, name: str):
     return func
 
 
-def _float_dtype(obj):
-    if isinstance(obj, xr.Dataset):
-        return None  # each metric keeps its own float dtype
-    return obj.dtype if obj.dtype.kind == "f" else np.dtype(np.float64)
+def _long_name(da) -> str:
+    return da.attrs.get("long_name", da.name or "values")
 
 
-def robust_zscore(obj, window: int, threshold: float = 5.0, *, min_count: int | None = None,
-                  dim: str = TIME):
+def _detector_attrs(title: str):
+    """Attributes of a detector's outputs: a dimensionless score, or QARTOD flags."""
+
+    def attrs(da, output):
+        if output == "flag":
+            return dict(FLAG_ATTRS, long_name=f"{title} flag of {_long_name(da)}")
+        if output == "filtered":
+            return dict(da.attrs, long_name=f"{_long_name(da)}, {title}-filtered")
+        units = da.attrs.get("units") if output == "slope" else "1"
+        return {"long_name": f"{title} {output} of {_long_name(da)}",
+                **({"units": units} if units else {})}
+
+    return attrs
+
+
+def robust_zscore(obj, window: int = 60, threshold: float = 5.0, *,
+                  min_count: int | None = None, dim: str = TIME):
     """Robust z-score against the median and MAD of the ``window`` samples before each.
 
-    Returns the scores; see :func:`kernels.robust_zscore` (flags with
-    :func:`zscore_flags`).
+    See :func:`kernels.robust_zscore`. Returns both of its outputs.
+
+    Returns
+    -------
+    (scores, flags)
+        Same type as ``obj`` each: float scores, and int8 QARTOD flags (3
+        where ``|z| > threshold``).
+
+    Examples
+    --------
+    >>> x = xr.DataArray([[1.0, 1.2, 0.9, 1.1, 1.0, 9.0]], dims=("device", "time"))
+    >>> z, f = robust_zscore(x.chunk(time=2), window=5)
+    >>> f.values
+    array([[2, 2, 2, 2, 2, 3]], dtype=int8)
     """
-    def block(values):
-        return kernels.robust_zscore(values, window, threshold, min_count)[0]
-
-    return apply_kernel(obj, block, kind="window", name="robust-zscore", dim=dim,
-                        before=window, dtype=np.float64,
-                        attrs=lambda da: {"units": "1", "long_name": "robust z-score of "
-                                          f"{da.attrs.get('long_name', da.name)}"},
-                        history=f"robust_zscore(window={window})")
+    return apply_kernel(obj, kernels.robust_zscore, name="robust-zscore", dim=dim,
+                        window=window, threshold=threshold, min_count=min_count,
+                        attrs=_detector_attrs("robust z-score"),
+                        history=f"robust_zscore(window={window}, threshold={threshold})")
 
 
-def cusum(obj, target, scale, *, slack: float = 0.5, limit: float = 5.0, dim: str = TIME):
-    """CUSUM flags (3 at an alarm) of a shift from ``target`` in units of ``scale``.
+def hampel(obj, half_window: int = 3, threshold: float = 3.0, *,
+           min_count: int | None = None, dim: str = TIME):
+    """Hampel filter: outliers against the median of a centred window, replaced by it.
+
+    See :func:`kernels.hampel`. Needs ``half_window`` samples of overlap on
+    both sides of a chunk (declared by the kernel).
+
+    Returns
+    -------
+    (filtered, flags)
+        The series with outliers replaced, and int8 flags (3 at an outlier).
+
+    Examples
+    --------
+    >>> x = xr.DataArray([[1.0, 1.1, 0.9, 8.0, 1.0, 1.2, 0.95]], dims=("device", "time"))
+    >>> filtered, flags = hampel(x.chunk(time=3), half_window=2)
+    >>> float(filtered[0, 3]), int(flags[0, 3])
+    (1.1, 3)
+    """
+    return apply_kernel(obj, kernels.hampel, name="hampel", dim=dim, half_window=half_window,
+                        threshold=threshold, min_count=min_count,
+                        attrs=_detector_attrs("Hampel"),
+                        history=f"hampel(half_window={half_window}, threshold={threshold})")
+
+
+def drift(obj, window: int, max_slope: float, *, min_count: int | None = None,
+          dim: str = TIME):
+    """Least-squares slope per sample over the trailing ``window`` samples.
+
+    See :func:`kernels.drift`.
+
+    Returns
+    -------
+    (slopes, flags)
+        Slopes in the metric's units per sample, and int8 flags (3 where
+        ``|slope| > max_slope``).
+
+    Examples
+    --------
+    >>> x = xr.DataArray([[1.0, 2.0, 3.0, 5.0, 7.0]], dims=("device", "time"))
+    >>> slope, flags = drift(x.chunk(time=2), window=3, max_slope=1.5)
+    >>> flags.values
+    array([[2, 1, 1, 1, 3]], dtype=int8)
+    """
+    return apply_kernel(obj, kernels.drift, name="drift", dim=dim, window=window,
+                        max_slope=max_slope, min_count=min_count,
+                        attrs=_detector_attrs("drift"),
+                        history=f"drift(window={window}, max_slope={max_slope})")
+
+
+def cusum(obj, target: float, scale: float, *, slack: float = 0.5, limit: float = 5.0,
+          dim: str = TIME):
+    """CUSUM of a shift from ``target`` in units of ``scale``: scores and flags.
 
     ``target`` and ``scale`` are numbers (the same for every series). Exact
     over any chunking: the sums are carried from chunk to chunk.
-    """
-    def step(values, state):
-        score, flag, state = kernels.cusum(values, target, scale, slack=slack, limit=limit,
-                                           state=state, return_state=True)
-        return flag, state
 
-    return apply_kernel(obj, step, kind="scan", name="cusum", dim=dim, dtype=np.int8,
-                        attrs=lambda da: dict(FLAG_ATTRS, long_name="CUSUM flag of "
-                                              f"{da.attrs.get('long_name', da.name)}"),
+    Returns
+    -------
+    (scores, flags)
+        The larger of the two one-sided sums, and int8 flags (3 at an alarm).
+
+    Examples
+    --------
+    >>> x = xr.DataArray([[0.0, 0.1, 3.0, 3.0, 3.0, 3.0]], dims=("device", "time"))
+    >>> score, flags = cusum(x.chunk(time=2), target=0.0, scale=1.0)
+    >>> flags.values  # the sums restart after an alarm
+    array([[1, 1, 1, 1, 3, 1]], dtype=int8)
+    """
+    return apply_kernel(obj, kernels.cusum, name="cusum", dim=dim, target=target,
+                        scale=scale, slack=slack, limit=limit,
+                        attrs=_detector_attrs("CUSUM"),
                         history=f"cusum(target={target}, scale={scale}, slack={slack}, "
                                 f"limit={limit})")

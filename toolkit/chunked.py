@@ -72,15 +72,16 @@ def map_window(
         Operation name, shown on the dashboard (``rolling-mean``...).
     axis : int
         The time axis.
-    dtype : numpy dtype, optional
-        Output dtype; default that of ``arr``.
+    dtype : numpy dtype or tuple of them, optional
+        Output dtype; default that of ``arr``. A tuple when ``func`` returns
+        a tuple of outputs: one array is returned per output.
     times : numpy.ndarray, optional
         Sample times along ``axis`` (in memory); passed to ``func`` sliced to
         each segment.
 
     Returns
     -------
-    dask.array.Array
+    dask.array.Array, or a tuple of them
         Same shape and chunks as ``arr``.
 
     Examples
@@ -121,7 +122,7 @@ def map_window(
                                len(order), times is not None)
         args = keys + ([(t_arr.name, k) for k in order] if t_arr is not None else [])
         dsk[(out_name,) + index] = (block_fn,) + tuple(args)
-    return _as_array(dsk, out_name, deps, arr, dtype)
+    return _as_arrays(dsk, name, out_name, deps, arr, dtype)
 
 
 class _WindowTask:
@@ -150,6 +151,8 @@ class _WindowTask:
         else:
             result = self.func(segment)
         end = segment.shape[self.axis] - self.kept_after
+        if isinstance(result, tuple):
+            return tuple(_take(r, self.axis, end - self.own, end) for r in result)
         return _take(result, self.axis, end - self.own, end)
 
 
@@ -171,13 +174,14 @@ def map_scan(
     step : callable
         ``step(block, state) -> (result, state)``, or ``step(block, state,
         times)`` with ``times``; ``state`` is None for the first block of
-        each series. The result has the block's shape.
+        each series. The result has the block's shape (a tuple of such
+        results for several outputs, with ``dtype`` a tuple).
     name : str
         Operation name shown on the dashboard.
     axis : int
         The time axis.
-    dtype : numpy dtype, optional
-        Output dtype; default that of ``arr``.
+    dtype : numpy dtype or tuple of them, optional
+        Output dtype(s); default that of ``arr``.
     times : numpy.ndarray, optional
         Sample times along ``axis`` (in memory); each step gets its block's.
 
@@ -213,7 +217,24 @@ def map_scan(
         # fetches only the (small) state, wherever it runs
         dsk[(out_name,) + index] = (operator.getitem, (carry,) + index, 0)
         dsk[(state,) + index] = (operator.getitem, (carry,) + index, 1)
-    return _as_array(dsk, out_name, deps, arr, dtype)
+    return _as_arrays(dsk, name, out_name, deps, arr, dtype)
+
+
+def _as_arrays(dsk, name, out_name, deps, like, dtype):
+    """One array, or a tuple of arrays when ``dtype`` is a tuple: the tasks
+    under ``out_name`` then hold tuples, and each output gets tasks of its
+    own that pick it out (named ``<name>-<k>``)."""
+    if not isinstance(dtype, tuple):
+        return _as_array(dsk, out_name, deps, like, dtype)
+    token = out_name[len(name) + 1:]
+    outputs = []
+    for k, dt in enumerate(dtype):
+        part = f"{name}-{k}-{token}"
+        layer = dict(dsk)
+        for index in np.ndindex(*like.numblocks):
+            layer[(part,) + index] = (operator.getitem, (out_name,) + index, k)
+        outputs.append(_as_array(layer, part, deps, like, dt))
+    return tuple(outputs)
 
 
 def _as_array(dsk, out_name, deps, like, dtype) -> da.Array:

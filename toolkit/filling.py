@@ -7,8 +7,7 @@ import pandas as pd
 import kernels
 
 from .apply import apply_kernel
-from .arguments import count_or_duration
-from .errors import ArgumentError
+from .arguments import count, count_or_duration
 from .model import TIME
 
 
@@ -22,13 +21,8 @@ def ffill(obj, limit: int | None = None, *, dim: str = TIME):
     >>> ffill(x.chunk(time=1), limit=1).values
     array([[ 1.,  1., nan,  4.]])
     """
-    if limit is not None and (int(limit) != limit or limit < 1):
-        raise ArgumentError(f"limit must be a whole number >= 1 or None, got limit={limit!r}")
-
-    def step(values, state):
-        return kernels.ffill(values, limit, state=state, return_state=True)
-
-    return apply_kernel(obj, step, kind="scan", name="ffill", dim=dim,
+    limit = None if limit is None else count(limit, "limit")
+    return apply_kernel(obj, kernels.ffill, name="ffill", dim=dim, limit=limit,
                         history=f"ffill(limit={limit})")
 
 
@@ -46,36 +40,11 @@ def interpolate(obj, max_gap=None, *, dim: str = TIME):
     >>> interpolate(x, max_gap=1).values
     array([[ 1.,  2.,  3., nan, nan,  6.]])
     """
-    if max_gap is not None:
-        max_gap = count_or_duration(max_gap, "max_gap")
-    if not isinstance(max_gap, pd.Timedelta):
-        gap = max_gap
-        # a gap of g samples needs its two valid ends: g + 1 on either side
-        halo = 0 if gap is None else gap + 1
-
-        def func(values):
-            return kernels.interpolate(values, gap)
-
-        if gap is None and _is_chunked(obj, dim):
-            raise ArgumentError("interpolate over time chunks needs max_gap (the overlap "
-                                "between chunks); give one, or rechunk time to one chunk")
-        return apply_kernel(obj, func, kind="window", name="interpolate", dim=dim,
-                            before=halo, after=halo, history=f"interpolate(max_gap={gap})")
-    span_ns = pd.Timedelta(max_gap).value
-
-    def func_t(values, times):
-        return kernels.interpolate(values, times=times, max_span=span_ns)
-
-    # a gap is filled when its ends are at most max_gap apart (inclusive), so
-    # each chunk needs the samples within max_gap on both sides; the halos
-    # count strictly, hence one nanosecond more
-    return apply_kernel(obj, func_t, kind="window", name="interpolate", dim=dim,
-                        span=pd.Timedelta(max_gap) + pd.Timedelta(1, "ns"),
-                        after_span=True,
-                        history=f"interpolate(max_gap={max_gap!r})")
-
-
-def _is_chunked(obj, dim):
-    variables = obj.data_vars.values() if hasattr(obj, "data_vars") else [obj]
-    return any(v.chunks is not None and dim in v.dims
-               and len(v.chunks[v.get_axis_num(dim)]) > 1 for v in variables)
+    gap = None if max_gap is None else count_or_duration(max_gap, "max_gap")
+    if isinstance(gap, pd.Timedelta):
+        return apply_kernel(obj, kernels.interpolate, name="interpolate", dim=dim, times=True,
+                            max_span=gap.value, history=f"interpolate(max_gap={str(gap)!r})")
+    # without max_gap every gap is filled: the kernel then needs whole series
+    # (apply_kernel says so for input chunked along time)
+    return apply_kernel(obj, kernels.interpolate, name="interpolate", dim=dim, max_gap=gap,
+                        history=f"interpolate(max_gap={gap})")

@@ -47,46 +47,25 @@ def rolling(obj, window, stat: str = "mean", *, min_count: int | None = None,
     """
     window = count_or_duration(window, "window")
     name = f"rolling-{stat}"
-    if not isinstance(window, pd.Timedelta):
-        if stat == "quantile":
-            if q is None:
-                raise ArgumentError("stat='quantile' needs q")
-            func = _quantile(window, q, min_count)
-        elif stat in COUNT_STATS:
-            func = _count_window(stat, window, min_count)
-        else:
-            raise ArgumentError(f"stat must be one of {COUNT_STATS + ('quantile',)}, "
+    if isinstance(window, pd.Timedelta):
+        if stat not in TIME_STATS:
+            raise ArgumentError(f"over a duration, stat must be one of {TIME_STATS}, "
                                 f"got stat={stat!r}")
-        before = window - 1
-        return apply_kernel(obj, func, kind="window", name=name, dim=dim, before=before,
-                            history=f"rolling(window={window}, stat={stat!r}, "
-                                    f"min_count={min_count})")
-    if stat not in TIME_STATS:
-        raise ArgumentError(f"over a duration, stat must be one of {TIME_STATS}, "
+        return apply_kernel(obj, kernels.time_rolling, name=name, dim=dim, times=True,
+                            span=window.value, stat=stat,
+                            min_count=1 if min_count is None else min_count,
+                            history=f"rolling(window={str(window)!r}, stat={stat!r})")
+    args = {"window": window} if stat == "count" else {"window": window, "min_count": min_count}
+    if stat == "quantile":
+        if q is None:
+            raise ArgumentError("stat='quantile' needs q")
+        args["q"] = q
+    elif stat not in COUNT_STATS:
+        raise ArgumentError(f"stat must be one of {COUNT_STATS + ('quantile',)}, "
                             f"got stat={stat!r}")
-    span = window
-    span_ns = span.value
-    count = 1 if min_count is None else min_count
-
-    def func(values, times):
-        return kernels.time_rolling(values, times, span_ns, stat, min_count=count)
-
-    return apply_kernel(obj, func, kind="window", name=name, dim=dim, span=span,
-                        history=f"rolling(window={str(span)!r}, stat={stat!r})")
-
-
-def _count_window(stat, window, min_count):
-    kernel = {"sum": kernels.move_sum, "mean": kernels.move_mean,
-              "var": kernels.move_var, "std": kernels.move_std,
-              "min": kernels.move_min, "max": kernels.move_max,
-              "median": kernels.move_median}.get(stat)
-    if stat == "count":
-        return lambda values: kernels.move_count(values, window)
-    return lambda values: kernel(values, window, min_count)
-
-
-def _quantile(window, q, min_count):
-    return lambda values: kernels.move_quantile(values, window, q, min_count)
+    return apply_kernel(obj, getattr(kernels, f"move_{stat}"), name=name, dim=dim, **args,
+                        history=f"rolling(window={window}, stat={stat!r}, "
+                                f"min_count={min_count})")
 
 
 def ewm(obj, stat: str = "mean", *, com=None, span=None, halflife=None, alpha=None,
@@ -111,32 +90,18 @@ def ewm(obj, stat: str = "mean", *, com=None, span=None, halflife=None, alpha=No
     funcs = {"mean": kernels.ewm_mean, "var": kernels.ewm_var, "std": kernels.ewm_std}
     if stat not in funcs:
         raise ArgumentError(f"stat must be one of {sorted(funcs)}, got stat={stat!r}")
-    kernel = funcs[stat]
-    decay = {"com": com, "span": span, "halflife": halflife, "alpha": alpha}
+    options = {"min_count": min_count, "adjust": adjust, "ignore_na": ignore_na}
     if times:
         if halflife is None or com is not None or span is not None or alpha is not None:
             raise ArgumentError("times=True needs halflife as a duration, such as '1h', "
                                 "and no other decay")
-        halflife_ns = pd.Timedelta(halflife).value
-
-        def step_t(values, state, t):
-            return kernel(values, halflife=halflife_ns, times=t, min_count=min_count,
-                          adjust=adjust, ignore_na=ignore_na, state=state,
-                          return_state=True)
-
-        return apply_kernel(obj, step_t, kind="scan", name=f"ewm-{stat}", dim=dim,
-                            times=True,
+        return apply_kernel(obj, funcs[stat], name=f"ewm-{stat}", dim=dim, times=True,
+                            halflife=pd.Timedelta(halflife).value, **options,
                             history=f"ewm(stat={stat!r}, halflife={halflife!r}, times)")
+    decay = {k: v for k, v in {"com": com, "span": span, "halflife": halflife,
+                               "alpha": alpha}.items() if v is not None}
     with kernel_arguments():  # check early, on the client
-        kernels.ewm.resolve_alpha(com, span, halflife, alpha)
-
-    def step(values, state):
-        return kernel(values, **decay, min_count=min_count, adjust=adjust,
-                      ignore_na=ignore_na, state=state, return_state=True)
-
-    return apply_kernel(obj, step, kind="scan", name=f"ewm-{stat}", dim=dim,
-                        history=f"ewm(stat={stat!r}, {_given(decay)})")
-
-
-def _given(decay):
-    return ", ".join(f"{k}={v!r}" for k, v in decay.items() if v is not None)
+        kernels.ewm.resolve_alpha(**decay)
+    return apply_kernel(obj, funcs[stat], name=f"ewm-{stat}", dim=dim, **decay, **options,
+                        history=f"ewm(stat={stat!r}, "
+                                + ", ".join(f"{k}={v!r}" for k, v in decay.items()) + ")")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels.qc import flat_line, gross_range, rate_of_change, spike, time_gaps
+from kernels.qc import flat_line, gross_range, rate_of_change, sample_gaps, spike, time_gaps
 from tests.kernels.test_rolling import series
 
 
@@ -132,6 +132,29 @@ def test_time_gaps_and_pieces(steps, data):
         out, state = time_gaps(piece, 20, state=state, return_state=True)
         parts.append(out)
     np.testing.assert_array_equal(np.concatenate(parts), expected)
+
+
+def slow_sample_gaps(x, t, max_gap):
+    out, prev = np.empty(len(x), np.int8), None
+    for i in range(len(x)):
+        if np.isnan(x[i]):
+            out[i] = 9
+            continue
+        out[i] = 2 if prev is None else (4 if t[i] - prev > max_gap else 1)
+        prev = t[i]
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(x=series(), data=st.data())
+def test_sample_gaps_against_a_loop_and_in_pieces(x, data):
+    t = np.cumsum(data.draw(st.lists(st.integers(1, 30), min_size=len(x), max_size=len(x)))
+                  ).astype(np.int64)
+    expected = slow_sample_gaps(x, t, 40)
+    np.testing.assert_array_equal(sample_gaps(x, 40, times=t), expected)
+    cuts = pieces(data.draw, len(x))
+    got = run_in_pieces(sample_gaps, x, cuts, 40, times=t)
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_argument_errors():

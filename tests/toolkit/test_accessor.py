@@ -9,6 +9,7 @@ import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import kernels
 import toolkit  # noqa: F401  (registers the accessor)
 from tests.conftest import raise_if_dask_computes
 from toolkit import make_fleet
@@ -39,8 +40,16 @@ OPERATIONS = {
     "flat line": lambda t: t.flags.flat_line(0.0, 3, 6),
     "flat line by time": lambda t: t.flags.flat_line(0.0, "3min", "6min"),
     "rate of change": lambda t: t.flags.rate_of_change(0.05, per="1s"),
-    "robust zscore": lambda t: t.detect.robust_zscore(window=20),
-    "cusum": lambda t: t.detect.cusum(target=20.0, scale=1.0),
+    "time gaps": lambda t: t.flags.time_gaps("3min"),
+    # detectors return (scores, flags): each output is checked
+    "robust zscore": lambda t: t.detect.robust_zscore(window=20)[0],
+    "robust zscore flags": lambda t: t.detect.robust_zscore(window=20)[1],
+    "hampel": lambda t: t.detect.hampel(half_window=7)[0],
+    "hampel flags": lambda t: t.detect.hampel(half_window=7)[1],
+    "drift": lambda t: t.detect.drift(window=25, max_slope=0.1)[0],
+    "drift flags": lambda t: t.detect.drift(window=25, max_slope=0.1)[1],
+    "cusum": lambda t: t.detect.cusum(target=20.0, scale=1.0)[1],
+    "cusum scores": lambda t: t.detect.cusum(target=20.0, scale=1.0)[0],
 }
 # operations whose result has another shape than the input along time
 RESHAPING = {
@@ -51,7 +60,8 @@ RESHAPING = {
 }
 NEEDS_IRREGULAR = {"regularize mean", "regularize last", "regularize min",
                    "rolling 10min mean", "rolling 10min std", "ewm mean by time",
-                   "interpolate 10min", "flat line by time", "rate of change"}
+                   "interpolate 10min", "flat line by time", "rate of change",
+                   "time gaps"}
 
 
 @st.composite
@@ -161,3 +171,33 @@ def test_clear_errors():
         FLEET.telemetry.rolling(window="5min").median()
     with pytest.raises(ValueError, match="interpolate over time chunks needs max_gap"):
         FLEET.chunk(time=10).telemetry.interpolate()
+
+
+def test_a_detector_returns_both_outputs_of_its_kernel():
+    ds = FLEET.chunk(time=37)
+    scores, flags = ds.telemetry.detect.robust_zscore(window=20, threshold=4.0)
+    z, f = kernels.robust_zscore(FLEET.temperature.values, 20, 4.0)
+    np.testing.assert_allclose(scores.temperature, z, rtol=1e-12, equal_nan=True)
+    np.testing.assert_array_equal(flags.temperature, f)
+    assert flags.temperature.dtype == np.int8 and flags.temperature.attrs["flag_values"].size
+    filtered, hflags = ds.temperature.telemetry.detect.hampel(half_window=4)
+    hf, hg = kernels.hampel(FLEET.temperature.values, 4)
+    np.testing.assert_allclose(filtered, hf, rtol=1e-12, equal_nan=True)
+    np.testing.assert_array_equal(hflags, hg)
+
+
+def test_every_accessor_method_is_in_the_docs():
+    import inspect
+    from pathlib import Path
+
+    from toolkit import accessor
+
+    docs = (Path(__file__).parents[2] / "docs" / "index.md").read_text()
+    for cls in (accessor.TelemetryAccessor, accessor.Rolling, accessor.Ewm, accessor.Flags,
+                accessor.Detect):
+        for name, member in inspect.getmembers(cls):
+            if name.startswith("_"):
+                continue
+            assert f".{name}(" in docs or f".{name}." in docs, f"{cls.__name__}.{name}"
+            assert (member.__doc__ if not isinstance(member, property)
+                    else member.fget.__doc__), f"{cls.__name__}.{name} has no docstring"
