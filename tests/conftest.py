@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
-import dask
 import pytest
 from hypothesis import settings
 
@@ -41,14 +39,3 @@ def client():
     with connect(n_workers=2, threads_per_worker=1, dashboard_address=None,
                  memory_limit="2GiB") as c:
         yield c
-
-
-@contextlib.contextmanager
-def raise_if_dask_computes():
-    """Fail the test if anything inside the block makes Dask compute."""
-
-    def refuse(dsk, keys, **kwargs):
-        raise AssertionError(f"Dask computed {len(dsk)} tasks inside a lazy block")
-
-    with dask.config.set(scheduler=refuse):
-        yield

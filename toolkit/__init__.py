@@ -22,7 +22,6 @@ if getattr(_kernels, "__file__", None) is None:  # a namespace package: no __ini
         "that folder and reinstall the toolkit (pip install .)")
 
 from . import accessor  # noqa: F401  (registers ds.telemetry and da.telemetry)
-from .anomaly import rolling_zscore, zscore_flags
 from .cluster import connect
 from .errors import (
     ArgumentError,
@@ -33,6 +32,7 @@ from .errors import (
 )
 from .events import evaluate_events, flags_to_events
 from .io import LoadReport, Schema, read_csv, read_csv_samples
+from .ops.detect import rolling_zscore, zscore_flags
 from .synthetic import Fleet, make_fleet
 
 try:

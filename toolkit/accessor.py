@@ -7,15 +7,15 @@ is reachable from here:
 
 ==========================  ===============================================
 ``rolling(window)``         sum, mean, var, std, min, max, count, median,
-                            quantile, zscore (:mod:`toolkit.rolling`)
-``ewm(...)``                mean, var, std (:func:`toolkit.rolling.ewm`)
-``ffill``, ``interpolate``  :mod:`toolkit.filling`
-``regularize``,             :mod:`toolkit.resample`
+                            quantile, zscore (:mod:`toolkit.ops.rolling`)
+``ewm(...)``                mean, var, std (:func:`toolkit.ops.ewm.ewm`)
+``ffill``, ``interpolate``  :mod:`toolkit.ops.fill`
+``regularize``,             :mod:`toolkit.ops.binning`
 ``downsample``
 ``flags.*``                 gross_range, spike, flat_line, rate_of_change,
-                            time_gaps (:mod:`toolkit.quality`)
+                            time_gaps (:mod:`toolkit.ops.qc`)
 ``detect.*``                zscore, robust_zscore, hampel, drift, cusum
-                            (:mod:`toolkit.anomaly`)
+                            (:mod:`toolkit.ops.detect`)
 ``events``                  :func:`toolkit.events.flags_to_events`
 ==========================  ===============================================
 
@@ -34,9 +34,10 @@ from __future__ import annotations
 
 import xarray as xr
 
-from . import anomaly, filling, quality, resample, rolling
 from . import events as events_mod
 from .model import TIME
+from .ops import binning, detect, fill, lttb, qc, rolling
+from .ops import ewm as ewm_ops
 
 __all__ = ["Detect", "Ewm", "Flags", "Rolling", "TelemetryAccessor"]
 
@@ -159,7 +160,7 @@ class Rolling:
         >>> fleet.telemetry.rolling(30).zscore().temperature.attrs["units"]
         '1'
         """
-        return anomaly.rolling_zscore(self._obj, self._window, min_count=self._min_count,
+        return detect.rolling_zscore(self._obj, self._window, min_count=self._min_count,
                                       dim=self._dim)
 
 
@@ -184,7 +185,7 @@ class Ewm:
         >>> bool(np.isclose(m[0, 0], fleet.temperature[0, 0]))
         True
         """
-        return rolling.ewm(self._obj, "mean", **self._kwargs)
+        return ewm_ops.ewm(self._obj, "mean", **self._kwargs)
 
     def var(self):
         """Exponentially weighted variance (pandas' ``ewm(...).var()``).
@@ -194,7 +195,7 @@ class Ewm:
         >>> float(fleet.telemetry.ewm(alpha=0.2).var().temperature.min()) >= 0
         True
         """
-        return rolling.ewm(self._obj, "var", **self._kwargs)
+        return ewm_ops.ewm(self._obj, "var", **self._kwargs)
 
     def std(self):
         """Exponentially weighted standard deviation.
@@ -204,7 +205,7 @@ class Ewm:
         >>> float(fleet.telemetry.ewm(com=3).std().temperature.min()) >= 0
         True
         """
-        return rolling.ewm(self._obj, "std", **self._kwargs)
+        return ewm_ops.ewm(self._obj, "std", **self._kwargs)
 
 
 class Flags:
@@ -223,7 +224,7 @@ class Flags:
     def gross_range(self, fail_span, suspect_span=None):
         """Fail outside the sensor's range, suspect outside the expected one.
 
-        See :func:`toolkit.quality.gross_range`.
+        See :func:`toolkit.ops.qc.gross_range`.
 
         Examples
         --------
@@ -231,25 +232,25 @@ class Flags:
         >>> set(np.unique(f).tolist()) <= {1, 3, 4, 9}
         True
         """
-        return quality.gross_range(self._obj, fail_span, suspect_span)
+        return qc.gross_range(self._obj, fail_span, suspect_span)
 
     def spike(self, suspect: float, fail: float):
         """QARTOD spike test against the mean of the two neighbours.
 
-        See :func:`toolkit.quality.spike`.
+        See :func:`toolkit.ops.qc.spike`.
 
         Examples
         --------
         >>> int(fleet.telemetry.flags.spike(1.0, 3.0).temperature[0, 0])
         2
         """
-        return quality.spike(self._obj, suspect, fail)
+        return qc.spike(self._obj, suspect, fail)
 
     def flat_line(self, tolerance: float, suspect, fail):
         """Stuck sensor: runs within ``tolerance`` of the previous sample.
 
         ``suspect`` and ``fail`` are counts of samples or durations. See
-        :func:`toolkit.quality.flat_line`.
+        :func:`toolkit.ops.qc.flat_line`.
 
         Examples
         --------
@@ -257,24 +258,24 @@ class Flags:
         >>> f.attrs["test"]
         'flat_line'
         """
-        return quality.flat_line(self._obj, tolerance, suspect, fail)
+        return qc.flat_line(self._obj, tolerance, suspect, fail)
 
     def rate_of_change(self, threshold: float, per: str = "1s"):
         """Suspect where a value changes faster than ``threshold`` per ``per``.
 
-        See :func:`toolkit.quality.rate_of_change`.
+        See :func:`toolkit.ops.qc.rate_of_change`.
 
         Examples
         --------
         >>> int(fleet.telemetry.flags.rate_of_change(5.0, per="1min").temperature[0, 0])
         2
         """
-        return quality.rate_of_change(self._obj, threshold, per=per)
+        return qc.rate_of_change(self._obj, threshold, per=per)
 
     def time_gaps(self, max_gap):
         """Fail the valid sample that ends a gap longer than ``max_gap``.
 
-        See :func:`toolkit.quality.time_gaps`.
+        See :func:`toolkit.ops.qc.time_gaps`.
 
         Examples
         --------
@@ -282,7 +283,7 @@ class Flags:
         >>> set(np.unique(g).tolist()) <= {1, 2, 4, 9}
         True
         """
-        return quality.time_gaps(self._obj, max_gap)
+        return qc.time_gaps(self._obj, max_gap)
 
 
 class Detect:
@@ -302,20 +303,20 @@ class Detect:
     def zscore(self, window: int = 60, min_count: int | None = None):
         """Rolling z-score against the ``window`` samples before each.
 
-        See :func:`toolkit.anomaly.rolling_zscore`.
+        See :func:`toolkit.ops.detect.rolling_zscore`.
 
         Examples
         --------
         >>> fleet.telemetry.detect.zscore(window=30).temperature.attrs["window"]
         30
         """
-        return anomaly.rolling_zscore(self._obj, window, min_count=min_count)
+        return detect.rolling_zscore(self._obj, window, min_count=min_count)
 
     def robust_zscore(self, window: int = 60, threshold: float = 5.0,
                       min_count: int | None = None):
         """Robust z-score (median and MAD of the window before): ``(scores, flags)``.
 
-        See :func:`toolkit.anomaly.robust_zscore`.
+        See :func:`toolkit.ops.detect.robust_zscore`.
 
         Examples
         --------
@@ -323,13 +324,13 @@ class Detect:
         >>> z.temperature.shape == f.temperature.shape
         True
         """
-        return anomaly.robust_zscore(self._obj, window, threshold, min_count=min_count)
+        return detect.robust_zscore(self._obj, window, threshold, min_count=min_count)
 
     def hampel(self, half_window: int = 3, threshold: float = 3.0,
                min_count: int | None = None):
         """Hampel filter over a centred window: ``(filtered, flags)``.
 
-        See :func:`toolkit.anomaly.hampel`.
+        See :func:`toolkit.ops.detect.hampel`.
 
         Examples
         --------
@@ -337,12 +338,12 @@ class Detect:
         >>> filtered.temperature.shape == fleet.temperature.shape
         True
         """
-        return anomaly.hampel(self._obj, half_window, threshold, min_count=min_count)
+        return detect.hampel(self._obj, half_window, threshold, min_count=min_count)
 
     def drift(self, window: int, max_slope: float, min_count: int | None = None):
         """Least-squares slope over the trailing window: ``(slopes, flags)``.
 
-        See :func:`toolkit.anomaly.drift`.
+        See :func:`toolkit.ops.detect.drift`.
 
         Examples
         --------
@@ -350,12 +351,12 @@ class Detect:
         >>> flags.temperature.dtype
         dtype('int8')
         """
-        return anomaly.drift(self._obj, window, max_slope, min_count=min_count)
+        return detect.drift(self._obj, window, max_slope, min_count=min_count)
 
     def cusum(self, target: float, scale: float, slack: float = 0.5, limit: float = 5.0):
         """CUSUM of a shift from ``target`` in units of ``scale``: ``(scores, flags)``.
 
-        See :func:`toolkit.anomaly.cusum`.
+        See :func:`toolkit.ops.detect.cusum`.
 
         Examples
         --------
@@ -363,7 +364,7 @@ class Detect:
         >>> float(scores.temperature.min()) >= 0
         True
         """
-        return anomaly.cusum(self._obj, target, scale, slack=slack, limit=limit)
+        return detect.cusum(self._obj, target, scale, slack=slack, limit=limit)
 
 
 class TelemetryAccessor:
@@ -394,7 +395,7 @@ class TelemetryAccessor:
         """Exponentially weighted: ``com``, ``span``, ``halflife`` or ``alpha``
         (pandas'), or ``halflife="1h", times=True`` over elapsed time.
 
-        See :func:`toolkit.rolling.ewm`.
+        See :func:`toolkit.ops.ewm.ewm`.
 
         Examples
         --------
@@ -406,7 +407,7 @@ class TelemetryAccessor:
                                "ignore_na": ignore_na, "times": times, "dim": dim})
 
     def ffill(self, limit: int | None = None):
-        """Forward-fill NaN, at most ``limit`` in a row. See :func:`toolkit.filling.ffill`.
+        """Forward-fill NaN, at most ``limit`` in a row. See :func:`toolkit.ops.fill.ffill`.
 
         Examples
         --------
@@ -414,12 +415,12 @@ class TelemetryAccessor:
         ...     fleet.temperature.isnull().sum())
         True
         """
-        return filling.ffill(self._obj, limit)
+        return fill.ffill(self._obj, limit)
 
     def interpolate(self, max_gap=None):
         """Fill gaps linearly, up to ``max_gap`` (samples or a duration).
 
-        See :func:`toolkit.filling.interpolate`.
+        See :func:`toolkit.ops.fill.interpolate`.
 
         Examples
         --------
@@ -427,30 +428,30 @@ class TelemetryAccessor:
         >>> int(filled.isnull().sum()) <= int(fleet.temperature.isnull().sum())
         True
         """
-        return filling.interpolate(self._obj, max_gap)
+        return fill.interpolate(self._obj, max_gap)
 
     def regularize(self, freq, how: str = "mean"):
         """Aggregate onto a regular grid of width ``freq`` (mean, sum, count, min, max,
         first, last); a Dataset also gets ``<metric>_count``. See
-        :func:`toolkit.resample.regularize`.
+        :func:`toolkit.ops.binning.regularize`.
 
         Examples
         --------
         >>> fleet.telemetry.regularize("1h").temperature_count.dtype
         dtype('int32')
         """
-        return resample.regularize(self._obj, freq, how)
+        return binning.regularize(self._obj, freq, how)
 
     def downsample(self, n: int):
         """The ``n`` samples per series that keep its shape (LTTB), for plots. See
-        :func:`toolkit.resample.downsample`.
+        :func:`toolkit.ops.lttb.downsample`.
 
         Examples
         --------
         >>> fleet.telemetry.downsample(20).sizes["sample"]
         20
         """
-        return resample.downsample(self._obj, n)
+        return lttb.downsample(self._obj, n)
 
     def events(self, scores=None, kind: str = "flag", min_flag: int = 3):
         """Runs of flags (>= ``min_flag``) of this flag Dataset as an events table.

@@ -72,7 +72,7 @@ def _info() -> int:
 def _demo(args) -> int:
     from .cluster import connect
     from .demo import format_summary, run_demo
-    from .progress import interruptible
+    from .execution.progress import interruptible
 
     with interruptible():
         client = connect(args.scheduler)

@@ -12,7 +12,7 @@ import signal
 from distributed import Client
 
 from .errors import ArgumentError, ClusterConnectionError
-from .progress import sigint_handler
+from .execution.progress import sigint_handler
 
 SCHEDULER_ENV = "TOOLKIT_SCHEDULER"
 

@@ -17,12 +17,12 @@ import pandas as pd
 import xarray as xr
 from distributed import Client
 
-from .anomaly import rolling_zscore, zscore_flags
-from .chunks import chunk_sizes
+from .chunking import chunk_sizes
 from .cluster import connect
 from .events import evaluate_events, flags_to_events
+from .execution.progress import check_interrupted, compute
 from .model import DEVICE
-from .progress import check_interrupted, compute
+from .ops.detect import rolling_zscore, zscore_flags
 from .synthetic import make_fleet
 
 STORE = "anomalies.zarr"

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels.detect import MAD_SCALE, cusum, drift, hampel, robust_zscore
-from tests.kernels.test_rolling import series
+from tests.helpers import series
 
 
 def finite(x):

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels.ewm import ewm_mean, ewm_std, ewm_var, resolve_alpha
-from tests.kernels.test_rolling import series
+from tests.helpers import series
 
 FUNCS = {"mean": ewm_mean, "var": ewm_var, "std": ewm_std}
 DECAYS = st.sampled_from([{"alpha": 0.3}, {"alpha": 1.0}, {"span": 10}, {"halflife": 4},

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels.fill import ffill, interpolate
-from tests.kernels.test_rolling import series
+from tests.helpers import series
 
 
 @settings(max_examples=200, deadline=None)

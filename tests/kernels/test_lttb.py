@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels.lttb import lttb
-from tests.kernels.test_rolling import series
+from tests.helpers import series
 
 
 def slow_lttb(x, y, n_out):

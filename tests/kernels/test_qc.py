@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels.qc import flat_line, gross_range, rate_of_change, sample_gaps, spike, time_gaps
-from tests.kernels.test_rolling import series
+from tests.helpers import series
 
 
 def pieces(draw, n):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import kernels.quantile
 from kernels.quantile import move_median, move_quantile
-from tests.kernels.test_rolling import series
+from tests.helpers import series
 
 
 def slow_quantile(x, window, q, min_count):

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels.timewindow import time_rolling
-from tests.kernels.test_rolling import STATS, series, slow_moving, tolerance
+from tests.helpers import STATS, series, slow_moving, tolerance
 
 STAT_NAMES = ["count", "sum", "mean", "var", "std", "min", "max"]
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import kernels
 import toolkit  # noqa: F401  (registers the accessor)
-from tests.conftest import raise_if_dask_computes
+from tests.helpers import raise_if_dask_computes
 from toolkit import make_fleet
 
 FLEET = make_fleet(n_devices=3, days=0.25, seed=3, anomaly_rate=20.0).dataset

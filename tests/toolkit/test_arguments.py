@@ -11,10 +11,10 @@ import kernels
 import toolkit
 from toolkit import model
 from toolkit.errors import ArgumentError, DataModelError, ToolkitError
-from toolkit.filling import interpolate
-from toolkit.quality import flat_line
-from toolkit.resample import regularize
-from toolkit.rolling import rolling
+from toolkit.ops.binning import regularize
+from toolkit.ops.fill import interpolate
+from toolkit.ops.qc import flat_line
+from toolkit.ops.rolling import rolling
 
 TIMES = pd.date_range("2024-05-01", periods=12, freq="1min")
 X = xr.DataArray([[1.0, np.nan, np.nan, np.nan, 5.0, 6.0, 6.0, 6.0, 6.0, 6.0, 7.0, 8.0]],

@@ -284,6 +284,48 @@ def infer_schema(
     (';', ',', 'wide', None, ('temp', 'rh'), 'dev-1')
     """
     encoding = encoding or "utf-8"
+    sep, columns, body = _head(path, sep, encoding)
+    ignored = set(ignore) | {c for c in columns if c.startswith("_")}
+    unknown = [c for c in ignore if c not in columns]
+    if unknown:
+        raise LoadError(f"{path}, line 1: ignore names columns {unknown} that the file does "
+                        f"not have; its columns are {columns}")
+    device_col = None if device is False else _find(
+        columns, device, ("device", "device_id", "sensor", "sensor_id", "id"))
+    time_cols = _time_columns(path, columns, time)
+    layout, metric_col, value_col, wide = _layout(
+        path, columns, ignored, layout, device_col, time_cols, metric, value, metrics)
+    good = [(n, r) for n, r in body if len(r) == len(columns)]
+    index = {c: i for i, c in enumerate(columns)}
+
+    def sample(col):
+        return [r[index[col]].strip() for _, r in good]
+
+    if decimal is None:
+        numeric_cols = wide if layout == "wide" else (value_col,)
+        commas = any(re.fullmatch(r"-?\d+,\d+", v) for c in numeric_cols for v in sample(c))
+        decimal = "," if commas and sep != "," else "."
+    if layout == "wide":
+        _check_numeric(path, {c: sample(c) for c in wide}, decimal, [n for n, _ in good])
+    time_text = [(n, " ".join(parts)) for n, *parts in zip(
+        [n for n, _ in good], *(sample(c) for c in time_cols), strict=True)]
+    time_text = [(n, t) for n, t in time_text if t]
+    kind, fmt = _time_kind(f"{path}, line {time_text[0][0] if time_text else 2}",
+                           [t for _, t in time_text], time_format)
+    _check_timezone(timezone)
+    return Schema(
+        columns=tuple(columns), sep=sep, decimal=decimal, layout=layout, device=device_col,
+        time=time_cols, time_kind=kind, time_format=fmt, timezone=timezone,
+        metric=metric_col if layout == "long" else None,
+        value=value_col if layout == "long" else None, metrics=wide,
+        missing=tuple(float(m) for m in missing), units=dict(units or {}),
+        device_pattern=device_pattern, encoding=encoding,
+    )
+
+
+def _head(path, sep, encoding) -> tuple[str, list[str], list[tuple[int, list[str]]]]:
+    """The separator, the columns and a sample of readable body rows (with
+    their line numbers) from the head of ``path``."""
     lines = split_lines(cr_to_lf(read_head(path)))
     if not any(line.strip() for line in lines):
         raise LoadError(f"{path}: the file is empty; there is no header to read")
@@ -292,8 +334,7 @@ def infer_schema(
     if problem:
         raise LoadError(f"{path}, line 1: cannot read the header: {problem}")
     columns = [c.strip() for c in header]
-    # the body sample, with line numbers: readable lines only (bad ones are
-    # judged when the blocks are parsed)
+    # readable lines only: bad ones are judged when the blocks are parsed
     body = []
     for number, line in enumerate(lines[1:HEAD_ROWS + 1], start=2):
         fields, _, problem = read_fields(line, sep, encoding)
@@ -306,92 +347,64 @@ def infer_schema(
     if len(set(columns)) != len(columns):
         dup = sorted({c for c in columns if columns.count(c) > 1})
         raise LoadError(f"{path}, line 1: the header names columns {dup} more than once")
-    ignored = set(ignore) | {c for c in columns if c.startswith("_")}
-    unknown = [c for c in ignore if c not in columns]
-    if unknown:
-        raise LoadError(f"{path}, line 1: ignore names columns {unknown} that the file does not "
-                        f"have; its columns are {columns}")
+    return sep, columns, body
 
-    if device is False:
-        device_col = None
-    else:
-        device_col = _find(columns, device, ("device", "device_id", "sensor", "sensor_id",
-                                             "id"))
+
+def _time_columns(path, columns, time) -> tuple[str, ...]:
     if isinstance(time, str):
-        time_cols = (time,)
-    elif time is not None:
-        time_cols = tuple(time)
-    else:
-        lower = {c.lower(): c for c in columns}
-        if "date" in lower and "time" in lower:
-            time_cols = (lower["date"], lower["time"])
-        else:
-            found = _find(columns, None, ("time", "timestamp", "datetime", "date", "ts"))
-            time_cols = (found,) if found else ()
-    if not time_cols:
-        raise LoadError(f"{path}, line 1: no time column found among {columns}; pass time='name' "
-                        "(or time=['date column', 'time column'])")
+        return (time,)
+    if time is not None:
+        return tuple(time)
+    lower = {c.lower(): c for c in columns}
+    if "date" in lower and "time" in lower:
+        return (lower["date"], lower["time"])
+    found = _find(columns, None, ("time", "timestamp", "datetime", "date", "ts"))
+    if not found:
+        raise LoadError(f"{path}, line 1: no time column found among {columns}; pass "
+                        "time='name' (or time=['date column', 'time column'])")
+    return (found,)
+
+
+def _layout(path, columns, ignored, layout, device_col, time_cols, metric, value, metrics):
+    """The layout, the metric and value columns (long) or the metric columns (wide)."""
     metric_col = _find(columns, metric, ("metric", "variable", "quantity"))
     value_col = _find(columns, value, ("value", "reading"))
     if layout is None:
         layout = "long" if metric_col and value_col else "wide"
     if layout not in ("long", "wide"):
         raise ArgumentError(f"layout must be 'long' or 'wide', got layout={layout!r}")
-    stated = [c for c in (device_col, metric_col if layout == "long" else None,
-                          value_col if layout == "long" else None, *time_cols) if c]
+    long = layout == "long"
+    stated = [c for c in (device_col, metric_col if long else None,
+                          value_col if long else None, *time_cols) if c]
     for c in stated:
         if c not in columns:
-            raise LoadError(f"{path}, line 1: column {c!r} is not in the header; the columns are "
-                            f"{columns}")
-    if layout == "long" and not (metric_col and value_col):
-        raise LoadError(f"{path}, line 1: the long layout needs a metric and a value column; pass "
-                        f"metric=... and value=... (columns: {columns})")
-    keys = set(stated)
-    if layout == "wide":
-        wide = tuple(metrics) if metrics is not None else tuple(
-            c for c in columns if c not in keys and c not in ignored)
-        missing_cols = [c for c in wide if c not in columns]
-        if missing_cols:
-            raise LoadError(f"{path}, line 1: metrics {missing_cols} are not columns of the file "
-                            f"({columns})")
-        if not wide:
-            raise LoadError(f"{path}, line 1: no metric columns left (columns {columns}, ignored "
-                            f"{sorted(ignored)})")
-    else:
-        wide = ()
-    index = {c: i for i, c in enumerate(columns)}
+            raise LoadError(f"{path}, line 1: column {c!r} is not in the header; the columns "
+                            f"are {columns}")
+    if long and not (metric_col and value_col):
+        raise LoadError(f"{path}, line 1: the long layout needs a metric and a value column; "
+                        f"pass metric=... and value=... (columns: {columns})")
+    if long:
+        return layout, metric_col, value_col, ()
+    wide = tuple(metrics) if metrics is not None else tuple(
+        c for c in columns if c not in set(stated) and c not in ignored)
+    missing_cols = [c for c in wide if c not in columns]
+    if missing_cols:
+        raise LoadError(f"{path}, line 1: metrics {missing_cols} are not columns of the file "
+                        f"({columns})")
+    if not wide:
+        raise LoadError(f"{path}, line 1: no metric columns left (columns {columns}, ignored "
+                        f"{sorted(ignored)})")
+    return layout, metric_col, value_col, wide
 
-    good = [(n, r) for n, r in body if len(r) == len(columns)]
 
-    def sample(col):
-        return [r[index[col]].strip() for _, r in good]
-
-    if decimal is None:
-        numeric_cols = wide if layout == "wide" else (value_col,)
-        commas = any(re.fullmatch(r"-?\d+,\d+", v) for c in numeric_cols for v in sample(c))
-        decimal = "," if commas and sep != "," else "."
-    if layout == "wide":
-        _check_numeric(path, {c: sample(c) for c in wide}, decimal, [n for n, _ in good])
-
-    time_text = [(n, " ".join(parts)) for n, *parts in zip(
-        [n for n, _ in good], *(sample(c) for c in time_cols), strict=True)]
-    time_text = [(n, t) for n, t in time_text if t]
-    kind, fmt = _time_kind(f"{path}, line {time_text[0][0] if time_text else 2}",
-                           [t for _, t in time_text], time_format)
-    if timezone is not None:
-        try:
-            pd.Timestamp("2026-01-01").tz_localize(timezone)
-        except Exception as err:  # noqa: BLE001  (pytz/zoneinfo raise various types)
-            raise LoadError(f"timezone={timezone!r} is not a known time zone "
-                            "(use an IANA name such as 'Europe/Rome')") from err
-    return Schema(
-        columns=tuple(columns), sep=sep, decimal=decimal, layout=layout, device=device_col,
-        time=time_cols, time_kind=kind, time_format=fmt, timezone=timezone,
-        metric=metric_col if layout == "long" else None,
-        value=value_col if layout == "long" else None, metrics=wide,
-        missing=tuple(float(m) for m in missing), units=dict(units or {}),
-        device_pattern=device_pattern, encoding=encoding,
-    )
+def _check_timezone(timezone) -> None:
+    if timezone is None:
+        return
+    try:
+        pd.Timestamp("2026-01-01").tz_localize(timezone)
+    except Exception as err:  # noqa: BLE001  (pytz/zoneinfo raise various types)
+        raise LoadError(f"timezone={timezone!r} is not a known time zone "
+                        "(use an IANA name such as 'Europe/Rome')") from err
 
 
 def with_overrides(schema: Schema, *, ignore=(), **stated) -> Schema:

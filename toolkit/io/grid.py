@@ -34,7 +34,7 @@ from dask.base import tokenize
 
 import kernels
 
-from ..chunks import chunk_sizes
+from ..chunking import chunk_sizes
 from ..errors import ArgumentError, LoadError
 from ..model import DEVICE, HOWS, TIME, count_attrs, count_name, with_history
 

@@ -1,7 +1,7 @@
 """Sensor-quality flags of fleets (QARTOD codes), any chunking along time.
 
 Each function hands a kernel of :mod:`kernels.qc` to
-:func:`toolkit.apply.apply_kernel`, which distributes it as the kernel
+:func:`toolkit.execution.apply.apply_kernel`, which distributes it as the kernel
 declares (pointwise, a window of neighbours, or a scan with its state).
 """
 
@@ -11,10 +11,10 @@ import pandas as pd
 
 import kernels
 
-from .apply import apply_kernel
-from .arguments import count_or_duration, kernel_arguments
-from .errors import ArgumentError
-from .model import FLAG_ATTRS, TIME
+from ..arguments import count_or_duration, kernel_arguments
+from ..errors import ArgumentError
+from ..execution.apply import apply_kernel
+from ..model import FLAG_ATTRS, TIME
 
 
 def _flag_attrs(test):

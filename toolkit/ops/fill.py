@@ -6,9 +6,9 @@ import pandas as pd
 
 import kernels
 
-from .apply import apply_kernel
-from .arguments import count, count_or_duration
-from .model import TIME
+from ..arguments import count, count_or_duration
+from ..execution.apply import apply_kernel
+from ..model import TIME
 
 
 def ffill(obj, limit: int | None = None, *, dim: str = TIME):

@@ -6,7 +6,7 @@ follows from its own arguments), scan (its state is carried from chunk to
 chunk) or reduce. :func:`apply_kernel` reads that declaration: the time
 dimension goes last, a numpy-backed variable is computed at once, a
 Dask-backed one stays lazy with the chunk-exact graph of
-:mod:`toolkit.chunked`, and a Dataset applies the kernel to each metric
+:mod:`toolkit.execution.graph`, and a Dataset applies the kernel to each metric
 (float variable along time) and records history. A kernel with several
 outputs (a score and a flag; a filtered series and a flag) returns all of
 them, as a tuple in the kernel's order.
@@ -21,9 +21,9 @@ import xarray as xr
 
 from kernels.distribution import Pointwise, Scan, Window
 
-from .chunked import map_scan, map_window, time_halo, time_halo_after
-from .errors import ArgumentError, DataModelError
-from .model import TIME, check_fleet, metric_names, with_history
+from ..errors import ArgumentError, DataModelError
+from ..model import TIME, check_fleet, metric_names, with_history
+from .graph import map_scan, map_window, time_halo, time_halo_after
 
 
 def apply_kernel(

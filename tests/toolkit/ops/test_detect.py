@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 from dask.utils import key_split
 
-from tests.conftest import raise_if_dask_computes
+from tests.helpers import raise_if_dask_computes
 from toolkit import DataModelError, make_fleet, rolling_zscore, zscore_flags
 from toolkit.model import FLAG_MISSING, FLAG_NOT_EVALUATED, FLAG_PASS, FLAG_SUSPECT
 

@@ -25,7 +25,7 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from .errors import ArgumentError
+from ..errors import ArgumentError
 
 
 def _neighbours(sizes: Sequence[int], j: int, need: int, step: int) -> list[int]:

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kernels
-from tests.conftest import raise_if_dask_computes
-from toolkit.chunked import map_scan, map_window, time_halo
+from tests.helpers import raise_if_dask_computes
+from toolkit.execution.graph import map_scan, map_window, time_halo
 
 N = 120
 RNG = np.random.default_rng(11)

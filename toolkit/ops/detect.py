@@ -1,7 +1,7 @@
 """Anomaly scores on fleets: the xarray face of the detector kernels.
 
 Each function hands a kernel of :mod:`kernels.detect` (or
-:mod:`kernels.rolling`) to :func:`toolkit.apply.apply_kernel`, which
+:mod:`kernels.rolling`) to :func:`toolkit.execution.apply.apply_kernel`, which
 distributes it as the kernel declares; numerical logic lives in the kernels.
 Dask-backed input stays lazy, with tasks named after the operation. A
 detector with a score and a flag returns both, as ``(scores, flags)``.
@@ -14,9 +14,9 @@ import xarray as xr
 
 import kernels
 
-from .apply import apply_kernel
-from .errors import ArgumentError
-from .model import (
+from ..errors import ArgumentError
+from ..execution.apply import apply_kernel
+from ..model import (
     FLAG_ATTRS,
     FLAG_MISSING,
     FLAG_NOT_EVALUATED,
