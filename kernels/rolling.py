@@ -89,6 +89,75 @@ def _statistic(stat, n, s1, s2, k, min_count, ddof, pos_inf, neg_inf, constant,
     return np.sqrt(var) if stat == _STD else var
 
 
+@njit(inline="always")
+def _enter(v, k, n, s1, s2, n_pos, n_neg):
+    """Add ``v`` to a window's sums shifted by ``k``; infinities are counted
+    aside, never put into the sums (``v - v == 0`` tells a finite v in one test)."""
+    if v - v == 0.0:
+        d = v - k
+        return n + 1, s1 + d, s2 + d * d, n_pos, n_neg
+    if v == v:
+        if v > 0:
+            return n, s1, s2, n_pos + 1, n_neg
+        return n, s1, s2, n_pos, n_neg + 1
+    return n, s1, s2, n_pos, n_neg
+
+
+@njit(inline="always")
+def _leave(u, k, n, s1, s2, n_pos, n_neg):
+    """Remove ``u`` from the shifted sums (the inverse of :func:`_enter`)."""
+    if u - u == 0.0:
+        d = u - k
+        n -= 1
+        if n == 0:  # an empty window forgets its rounding residue
+            return 0, 0.0, 0.0, n_pos, n_neg
+        return n, s1 - d, s2 - d * d, n_pos, n_neg
+    if u == u:
+        if u > 0:
+            return n, s1, s2, n_pos - 1, n_neg
+        return n, s1, s2, n_pos, n_neg - 1
+    return n, s1, s2, n_pos, n_neg
+
+
+@njit(inline="always")
+def _track_run(v, i, last_change, run, last_valid):
+    """The newest run of equal valid samples: where it started and its length."""
+    if v == v:
+        if v != last_valid:
+            last_change = i
+            run = 0
+        run += 1
+        last_valid = v
+    return last_change, run, last_valid
+
+
+@njit(inline="always")
+def _needs_rebuild(n, s1, s2):
+    """Whether the window mean moved more than 1000 standard deviations from
+    the shift: the variance would then lose digits to cancellation (s2 and
+    s1**2/n nearly equal). (mean - k)**2 > C * var, multiplied out: no
+    division per step."""
+    return n > 1 and s1 * s1 * (1.0 + _CANCELLATION) > _CANCELLATION * n * s2
+
+
+@njit(inline="always")
+def _rebuild(x, lo, hi, n, k, s1, s2):
+    """Re-shift the sums at the window mean and add ``x[lo:hi]`` up afresh, so
+    the rounding of adding and removing never accumulates for long."""
+    if n == 0:
+        return k, s1, s2
+    k = k + s1 / n
+    s1 = 0.0
+    s2 = 0.0
+    for j in range(lo, hi):
+        u = x[j]
+        if u - u == 0.0:
+            d = u - k
+            s1 += d
+            s2 += d * d
+    return k, s1, s2
+
+
 def _make_moments(stat):
     # One compiled loop per statistic: `stat` is a constant of the closure, so
     # the branches of the other statistics (and the squared sums of a mean)
@@ -134,63 +203,16 @@ def _make_moments(stat):
                         # round away the digits of a small deviation
                         std = np.sqrt(max(s2 - s1 * s1 / n, 0.0) / (n - ddof))
                         out[r, i] = ((v - k) - s1 / n) / std
-                # the sample entering; v - v == 0 tells a finite v in one test
-                if v - v == 0.0:
-                    d = v - k
-                    n += 1
-                    s1 += d
-                    s2 += d * d
-                    if v != last_valid:
-                        last_change = i
-                        run = 0
-                    run += 1
-                    last_valid = v
-                elif v == v:
-                    if v > 0:
-                        n_pos += 1
-                    else:
-                        n_neg += 1
-                    if v != last_valid:
-                        last_change = i
-                        run = 0
-                    run += 1
-                    last_valid = v
-                # the sample leaving
-                if i >= window:
-                    u = x[i - window]
-                    if u - u == 0.0:
-                        d = u - k
-                        n -= 1
-                        s1 -= d
-                        s2 -= d * d
-                        if n == 0:  # an empty window forgets its rounding residue
-                            s1 = 0.0
-                            s2 = 0.0
-                    elif u == u:
-                        if u > 0:
-                            n_pos -= 1
-                        else:
-                            n_neg -= 1
+                n, s1, s2, n_pos, n_neg = _enter(v, k, n, s1, s2, n_pos, n_neg)
+                last_change, run, last_valid = _track_run(v, i, last_change, run, last_valid)
+                if i >= window:  # the sample leaving
+                    n, s1, s2, n_pos, n_neg = _leave(x[i - window], k, n, s1, s2, n_pos, n_neg)
                 constant = last_change <= i - window + 1 or run == n
-                # Rebuild on schedule, or at once when the window mean has moved
-                # more than 1000 standard deviations from k: the variance would
-                # then lose digits to cancellation (s2 and s1**2/n nearly equal).
-                if i == next_rebuild or (
-                    stat != _SUM and stat != _MEAN and not constant and n > 1
-                    # (mean - k)**2 > C * var, multiplied out: no division per step
-                    and s1 * s1 * (1.0 + _CANCELLATION) > _CANCELLATION * n * s2
-                ):
+                # rebuild on schedule, or at once when cancellation threatens
+                if i == next_rebuild or (stat != _SUM and stat != _MEAN and not constant
+                                         and _needs_rebuild(n, s1, s2)):
                     next_rebuild = i + every
-                    if n > 0:
-                        k = k + s1 / n
-                        s1 = 0.0
-                        s2 = 0.0
-                        for j in range(i - window + 1, i + 1):
-                            u = x[j]
-                            if u - u == 0.0:
-                                d = u - k
-                                s1 += d
-                                s2 += d * d
+                    k, s1, s2 = _rebuild(x, i - window + 1, i + 1, n, k, s1, s2)
                 if stat != _ZSCORE:
                     if n >= min_count and n_pos + n_neg == 0 and not constant and n > ddof:
                         # the common case in one test; _statistic sorts out the rest

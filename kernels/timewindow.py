@@ -21,13 +21,17 @@ from ._wrap import (
 )
 from .distribution import Window, distributed
 from .rolling import (
-    _CANCELLATION,
     _MEAN,
     _REBUILD_EVERY,
     _STD,
     _SUM,
     _VAR,
+    _enter,
+    _leave,
+    _needs_rebuild,
+    _rebuild,
     _statistic,
+    _track_run,
     first_finite,
 )
 
@@ -54,54 +58,16 @@ def _time_moments(a, t, span, min_count, ddof, stat, out):
         next_rebuild = _REBUILD_EVERY
         for i in range(x.shape[0]):
             v = x[i]
-            if v - v == 0.0:
-                d = v - k
-                n += 1
-                s1 += d
-                s2 += d * d
-            elif v == v:
-                if v > 0:
-                    n_pos += 1
-                else:
-                    n_neg += 1
-            if v == v:
-                if v != last_valid:
-                    last_change = i
-                    run = 0
-                run += 1
-                last_valid = v
+            n, s1, s2, n_pos, n_neg = _enter(v, k, n, s1, s2, n_pos, n_neg)
+            last_change, run, last_valid = _track_run(v, i, last_change, run, last_valid)
             while tt[left] <= tt[i] - span:
-                u = x[left]
-                if u - u == 0.0:
-                    d = u - k
-                    n -= 1
-                    s1 -= d
-                    s2 -= d * d
-                    if n == 0:
-                        s1 = 0.0
-                        s2 = 0.0
-                elif u == u:
-                    if u > 0:
-                        n_pos -= 1
-                    else:
-                        n_neg -= 1
+                n, s1, s2, n_pos, n_neg = _leave(x[left], k, n, s1, s2, n_pos, n_neg)
                 left += 1
             constant = last_change <= left or run == n
-            if i == next_rebuild or (
-                stat != _SUM and stat != _MEAN and stat != _COUNT and not constant
-                and n > 1 and s1 * s1 > _CANCELLATION * n * (s2 - s1 * s1 / n)
-            ):
+            if i == next_rebuild or (stat != _SUM and stat != _MEAN and stat != _COUNT
+                                     and not constant and _needs_rebuild(n, s1, s2)):
                 next_rebuild = i + _REBUILD_EVERY
-                if n > 0:
-                    k = k + s1 / n
-                    s1 = 0.0
-                    s2 = 0.0
-                    for j in range(left, i + 1):
-                        u = x[j]
-                        if u - u == 0.0:
-                            d = u - k
-                            s1 += d
-                            s2 += d * d
+                k, s1, s2 = _rebuild(x, left, i + 1, n, k, s1, s2)
             if stat == _COUNT:
                 out[r, i] = n + n_pos + n_neg
             else:
