@@ -109,6 +109,20 @@ def _bin(t, v, s, start, step, n_bins, extremes, ends, count, total, lo, hi, fir
                 last_t[r, b] = t[i]
 
 
+def _grid_ns(times, start, step):
+    """Times, grid start and step as int64 nanoseconds (for datetime64 times)
+    or as the integers given."""
+    times = np.asarray(times)
+    if np.issubdtype(times.dtype, np.datetime64):
+        t = times.astype("datetime64[ns]").view(np.int64)
+        start = np.datetime64(start, "ns").astype(np.int64)
+        step = np.timedelta64(step).astype("timedelta64[ns]").astype(np.int64)
+        return t, start, step
+    if not np.issubdtype(times.dtype, np.integer):
+        raise TypeError(f"times must be datetime64 or integers, got dtype {times.dtype}")
+    return times.astype(np.int64, copy=False), start, step
+
+
 @distributed(Reduce())
 def bin_samples(times, values, series=None, *, start, step, n_bins: int,
                 n_series: int | None = None, stats=STATS) -> Binned:
@@ -150,15 +164,7 @@ def bin_samples(times, values, series=None, *, start, step, n_bins: int,
     (array([[2, 1, 0]]), array([[ 2.,  5., nan]]), array([1]), array([1]))
     """
     numba_ready()
-    times = np.asarray(times)
-    if np.issubdtype(times.dtype, np.datetime64):
-        t = times.astype("datetime64[ns]").view(np.int64)
-        start = np.datetime64(start, "ns").astype(np.int64)
-        step = np.timedelta64(step).astype("timedelta64[ns]").astype(np.int64)
-    elif np.issubdtype(times.dtype, np.integer):
-        t = times.astype(np.int64, copy=False)
-    else:
-        raise TypeError(f"times must be datetime64 or integers, got dtype {times.dtype}")
+    t, start, step = _grid_ns(times, start, step)
     v = np.asarray(values, dtype=np.float64)
     if t.ndim != 1 or v.shape != t.shape:
         raise ValueError(f"times and values must be 1-D of one length, got {t.shape} and "
@@ -331,13 +337,7 @@ def bin_rows(values, times, *, start, step, n_bins: int, how: str = "mean"):
     if how not in ROW_STATS:
         raise ValueError(f"how must be one of {ROW_STATS}, got how={how!r}")
     numba_ready()
-    times = np.asarray(times)
-    if np.issubdtype(times.dtype, np.datetime64):
-        t = times.astype("datetime64[ns]").view(np.int64)
-        start = np.datetime64(start, "ns").astype(np.int64)
-        step = np.timedelta64(step).astype("timedelta64[ns]").astype(np.int64)
-    else:
-        t = times.astype(np.int64)
+    t, start, step = _grid_ns(times, start, step)
     v = np.asarray(values, dtype=np.float64)
     if t.ndim != 1 or v.shape[-1:] != t.shape:
         raise ValueError(f"times must be 1-D with the length of values' last axis, got "
