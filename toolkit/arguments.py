@@ -108,3 +108,6 @@ def kernel_arguments():
         raise
     except (ValueError, TypeError) as err:
         raise ArgumentError(str(err)) from err
+
+
+__all__ = ["count", "count_or_duration", "kernel_arguments"]

@@ -56,3 +56,6 @@ def rechunk_fleet(ds: xr.Dataset, target_bytes: int = TARGET_BYTES) -> xr.Datase
     ((2, 2, 2, 2, 2), (1000,))
     """
     return ds.chunk(fleet_chunks(ds, target_bytes))
+
+
+__all__ = ["TARGET_BYTES", "chunk_sizes", "fleet_chunks", "rechunk_fleet"]

@@ -88,3 +88,6 @@ def connect(address: str | None = None, *, timeout: float = 10, **cluster_kwargs
     # each dying with a traceback.
     with sigint_handler(signal.SIG_IGN):
         return Client(timeout=timeout, **options)
+
+
+__all__ = ["connect"]

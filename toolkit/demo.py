@@ -135,3 +135,6 @@ def format_summary(summary: pd.DataFrame) -> str:
         lines.append(f"{kind:<12}{int(row.injected):>9}{int(row.found):>7}"
                      f"{recall:>8}{int(row.detections):>12}{precision:>11}")
     return "\n".join(lines)
+
+
+__all__ = ["DemoResult", "format_summary", "run_demo"]

@@ -28,3 +28,7 @@ class DataModelError(ToolkitError, ValueError):
 class LoadError(ToolkitError, ValueError):
     """Input files that cannot be loaded as asked: the message names the file,
     the line, the field, the offending text and what to do."""
+
+
+__all__ = ["ArgumentError", "ClusterConnectionError", "DataModelError", "LoadError",
+           "ToolkitError"]

@@ -200,3 +200,6 @@ def evaluate_events(
         summary["injected"] > 0))
     summary.index.name = "kind"
     return summary, detected
+
+
+__all__ = ["evaluate_events", "flag_runs", "flags_to_events"]

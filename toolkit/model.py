@@ -117,3 +117,8 @@ def with_history(obj, line: str):
     out.attrs = dict(obj.attrs)
     out.attrs["history"] = (previous + "\n" if previous else "") + f"{stamp} {line}"
     return out
+
+
+__all__ = ["DEVICE", "EVENT_COLUMNS", "FLAG_ATTRS", "FLAG_FAIL", "FLAG_MISSING",
+           "FLAG_NOT_EVALUATED", "FLAG_PASS", "FLAG_SUSPECT", "HOWS", "TIME", "check_fleet",
+           "count_attrs", "count_name", "metric_names", "with_history"]

@@ -355,3 +355,7 @@ def write_csv(ds: xr.Dataset, path: str | Path, *, jitter: str | None = None,
     samples["time"] = samples["time"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").str.slice(0, 23) + "Z"
     samples.to_csv(path, index=False)  # shortest repr: values round-trip exactly
     return path
+
+
+__all__ = ["ANOMALY_KINDS", "Fleet", "METRICS", "MetricSpec", "make_fleet", "to_samples",
+           "write_csv"]

@@ -176,3 +176,6 @@ class _Call:
         if self.with_times:
             return self.kernel(segment, **self.args, times=times)
         return self.kernel(segment, **self.args)
+
+
+__all__ = ["apply_kernel"]

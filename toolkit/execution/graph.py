@@ -285,3 +285,6 @@ def time_halo_after(times: np.ndarray, sizes: Sequence[int], span) -> list[int]:
     ends = np.cumsum(sizes).astype(int)
     last = np.searchsorted(times, times[ends - 1] + span, side="left")
     return [int(stop - end) for end, stop in zip(ends, last, strict=True)]
+
+
+__all__ = ["map_scan", "map_window", "time_halo", "time_halo_after"]

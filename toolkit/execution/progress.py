@@ -118,3 +118,6 @@ def compute(client: Client, collection, *, show_progress: bool = True):
         if bar is not None:
             bar.join(timeout=2)
             print()
+
+
+__all__ = ["check_interrupted", "compute", "interruptible", "sigint_handler"]

@@ -415,3 +415,6 @@ def _field_problems(rows: list[list[str]], schema: Schema, index: dict) -> dict:
         note(num.isna() & ~missing, c, lambda t: f"cannot read {t!r} as a number (decimal "
                                                  f"mark {schema.decimal!r})")
     return problems
+
+
+__all__ = ["Block", "Parsed", "count_lines", "parse_block", "read_block_bytes"]

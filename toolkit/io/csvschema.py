@@ -499,3 +499,7 @@ def _time_kind(path, texts: list[str], time_format: str | None) -> tuple[str, st
     raise LoadError(f"{path}: cannot tell the format of times such as {texts[0]!r}; pass "
                     "time_format='%d/%m/%Y %H:%M:%S' (a strptime format) or 'epoch_s' / "
                     "'epoch_ms'")
+
+
+__all__ = ["Schema", "compression_of", "cr_only", "cr_to_lf", "infer_schema", "lone_cr",
+           "read_fields", "read_head", "split_lines", "with_overrides"]

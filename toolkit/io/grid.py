@@ -433,3 +433,7 @@ def _counts(assembled):
 
 def _take(assembled, part, j):
     return assembled[part][j]
+
+
+__all__ = ["DUPLICATES", "InferredFrequencyWarning", "LoadReport", "Samples", "check_grid_args",
+           "samples_to_grid"]

@@ -167,3 +167,6 @@ def regularize(obj, freq, how: str = "mean", *, dim: str = TIME):
     coords = {k: v for k, v in obj.coords.items() if dim not in v.dims}
     out = xr.Dataset(variables | kept, coords=coords, attrs=obj.attrs)
     return with_history(out, label)
+
+
+__all__ = ["regularize"]

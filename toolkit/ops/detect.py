@@ -239,3 +239,7 @@ def cusum(obj, target: float, scale: float, *, slack: float = 0.5, limit: float 
                         attrs=_detector_attrs("CUSUM"),
                         history=f"cusum(target={target}, scale={scale}, slack={slack}, "
                                 f"limit={limit})")
+
+
+__all__ = ["cusum", "drift", "hampel", "robust_zscore", "rolling_zscore", "task_named",
+           "zscore_flags"]

@@ -49,3 +49,6 @@ def ewm(obj, stat: str = "mean", *, com=None, span=None, halflife=None, alpha=No
     return apply_kernel(obj, funcs[stat], name=f"ewm-{stat}", dim=dim, **decay, **options,
                         history=f"ewm(stat={stat!r}, "
                                 + ", ".join(f"{k}={v!r}" for k, v in decay.items()) + ")")
+
+
+__all__ = ["ewm"]

@@ -48,3 +48,6 @@ def interpolate(obj, max_gap=None, *, dim: str = TIME):
     # (apply_kernel says so for input chunked along time)
     return apply_kernel(obj, kernels.interpolate, name="interpolate", dim=dim, max_gap=gap,
                         history=f"interpolate(max_gap={gap})")
+
+
+__all__ = ["ffill", "interpolate"]

@@ -130,3 +130,6 @@ def downsample(obj, n: int, *, dim: str = TIME):
 def _split(total: int, per: int) -> tuple[int, ...]:
     full, rest = divmod(total, per)
     return (per,) * full + ((rest,) if rest else ())
+
+
+__all__ = ["downsample"]

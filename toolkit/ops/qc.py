@@ -133,3 +133,6 @@ def time_gaps(obj, max_gap, *, dim: str = TIME):
     return apply_kernel(obj, kernels.sample_gaps, name="time-gaps", dim=dim, times=True,
                         max_gap=span.value, attrs=_flag_attrs("time_gaps"),
                         history=f"time_gaps(max_gap={str(span)!r})")
+
+
+__all__ = ["flat_line", "gross_range", "rate_of_change", "spike", "time_gaps"]

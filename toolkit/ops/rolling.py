@@ -68,3 +68,6 @@ def rolling(obj, window, stat: str = "mean", *, min_count: int | None = None,
     return apply_kernel(obj, getattr(kernels, f"move_{stat}"), name=name, dim=dim, **args,
                         history=f"rolling(window={window}, stat={stat!r}, "
                                 f"min_count={min_count})")
+
+
+__all__ = ["rolling"]
