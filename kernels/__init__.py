@@ -1,10 +1,13 @@
 """Numba kernels for sensor time series: numpy arrays in, numpy arrays out.
 
 Every function works along one axis (the time axis, last by default) of an
-N-d float32 or float64 array, treats NaN as missing, and releases the GIL
-while it runs. This package imports numpy and numba only.
+N-d array of real numbers (computed in float32 or float64, see
+:func:`kernels._wrap.as_float_array`), treats NaN as missing, and releases
+the GIL while it runs. This package imports numpy and numba only.
 
-Modules by how a kernel is distributed over chunks of the time axis:
+Each public kernel declares how it is distributed over chunks of the time
+axis (``kernel.distribution``; see :mod:`kernels.distribution`). Modules by
+that kind:
 :mod:`kernels.rolling` and :mod:`kernels.timewindow` (window),
 :mod:`kernels.ewm` (scan, with state), :mod:`kernels.fill` (scan and window),
 :mod:`kernels.qc` (pointwise, window and scan quality flags),

@@ -55,7 +55,7 @@ def map_window(
     axis: int = -1,
     dtype=None,
     times: np.ndarray | None = None,
-) -> da.Array:
+) -> da.Array | tuple[da.Array, ...]:
     """Apply a window kernel block by block with the samples it needs around each block.
 
     Parameters
@@ -164,7 +164,7 @@ def map_scan(
     axis: int = -1,
     dtype=None,
     times: np.ndarray | None = None,
-) -> da.Array:
+) -> da.Array | tuple[da.Array, ...]:
     """Apply a scan kernel block after block along ``axis``, carrying its state.
 
     Parameters
@@ -220,7 +220,7 @@ def map_scan(
     return _as_arrays(dsk, name, out_name, deps, arr, dtype)
 
 
-def _as_arrays(dsk, name, out_name, deps, like, dtype):
+def _as_arrays(dsk, name, out_name, deps, like, dtype) -> da.Array | tuple[da.Array, ...]:
     """One array, or a tuple of arrays when ``dtype`` is a tuple: the tasks
     under ``out_name`` then hold tuples, and each output gets tasks of its
     own that pick it out (named ``<name>-<k>``)."""
