@@ -37,6 +37,40 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--scheduler", default=None, metavar="ADDRESS",
                       help="use a running Dask scheduler instead of a local cluster "
                       "(default: $TOOLKIT_SCHEDULER, else a local cluster)")
+    serve = commands.add_parser(
+        "serve-feed",
+        help="serve a synthetic fleet over HTTP in every feed format, with faults on demand",
+        description="Serve a synthetic fleet (make_fleet) over HTTP: JSON, NDJSON and CSV "
+        "pages (Link header, next field or offset paging), OGC SensorThings, ThingSpeak, "
+        "and a device-management endpoint that takes alerts (de-duplicated by idempotency "
+        "key). Prints the URL, then serves until Ctrl-C.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=0,
+                       help="port (0, the default: a free port, printed)")
+    serve.add_argument("--devices", type=int, default=20, help="number of devices (20)")
+    serve.add_argument("--days", type=float, default=1.0, help="days of data (1)")
+    serve.add_argument("--freq", default="1min", help="sampling interval (1min)")
+    serve.add_argument("--seed", type=int, default=0,
+                       help="seed of the fleet and of the faults (0)")
+    serve.add_argument("--page-size", type=int, default=1000,
+                       help="records per page, and the largest $top (1000)")
+    serve.add_argument("--thingspeak-max", type=int, default=8000,
+                       help="most entries per ThingSpeak answer (8000, as ThingSpeak)")
+    serve.add_argument("--latency", type=float, default=0.0,
+                       help="seconds added to every answer (0)")
+    serve.add_argument("--fail-rate", type=float, default=0.0,
+                       help="fraction of requests answered 503 or 429 with Retry-After (0)")
+    serve.add_argument("--retry-after", type=float, default=1.0,
+                       help="the Retry-After of those answers, in seconds (1)")
+    serve.add_argument("--drop-rate", type=float, default=0.0,
+                       help="fraction of connections closed without an answer (0)")
+    serve.add_argument("--truncate-rate", type=float, default=0.0,
+                       help="fraction of answers cut short mid-body (0)")
+    serve.add_argument("--malformed-rate", type=float, default=0.0,
+                       help="fraction of pages that are an HTML error page or broken JSON (0)")
+    serve.add_argument("--token-env", default=None, metavar="VARIABLE",
+                       help="require the token in this environment variable on every request")
     commands.add_parser(
         "info",
         help="print versions and where the packages and the kernel cache are",
@@ -102,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             return _demo(args)
         if args.command == "info":
             return _info()
+        if args.command == "serve-feed":
+            from .feedserver import main as serve_feed
+
+            return serve_feed(args)
     except KeyboardInterrupt:
         print("\ninterrupted: the cluster was shut down", file=sys.stderr)
         return 130

@@ -132,7 +132,11 @@ def _normalise_header(fields: list[str], schema: Schema) -> tuple[str, ...]:
 
 def parse_block(block: Block, schema: Schema) -> Parsed:
     """Parse ``block`` (see the module docstring); runs on a worker."""
-    raw = read_block_bytes(block)
+    return parse_bytes(read_block_bytes(block), block, schema)
+
+
+def parse_bytes(raw: bytes, block: Block, schema: Schema) -> Parsed:
+    """Parse the bytes of ``block`` (already read: a file's part, or a CSV page of a feed)."""
     if block.whole:  # only a whole file may end its lines at lone CRs
         raw = cr_to_lf(raw)
     lines = count_lines(raw)
@@ -417,4 +421,4 @@ def _field_problems(rows: list[list[str]], schema: Schema, index: dict) -> dict:
     return problems
 
 
-__all__ = ["Block", "Parsed", "count_lines", "parse_block", "read_block_bytes"]
+__all__ = ["Block", "Parsed", "count_lines", "parse_block", "parse_bytes", "read_block_bytes"]

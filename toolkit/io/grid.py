@@ -104,6 +104,9 @@ class LoadReport:
 
     files: int = 0
     blocks: int = 0
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
     rows_read: int = 0
     rows_loaded: int = 0
     rows_rejected: int = 0
@@ -155,9 +158,11 @@ class LoadReport:
         return cls(**json.loads(obj.attrs["load_report_json"]))
 
     def __str__(self) -> str:
+        where = (f"{self.pages:,} page(s) of {self.files:,} stream(s) in {self.blocks} task(s) "
+                 f"({self.requests:,} requests, {self.retries:,} retried)") if self.pages else \
+            f"{self.files} file(s) in {self.blocks} block(s)"
         lines = [
-            f"load report: {self.files} file(s) in {self.blocks} block(s), {self.devices} "
-            f"device(s), metrics {self.metrics}",
+            f"load report: {where}, {self.devices} device(s), metrics {self.metrics}",
             f"  rows read          {self.rows_read:>14,}",
             f"    loaded           {self.rows_loaded:>14,}",
             f"    rejected         {self.rows_rejected:>14,}"
