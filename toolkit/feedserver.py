@@ -4,20 +4,22 @@ It serves one :func:`~toolkit.make_fleet` fleet in every format that
 :func:`toolkit.read_http` reads, so the HTTP path can be tried, tested and
 measured without a cloud account:
 
-============================================  ==========================================
-``GET /``                                     what is served where (JSON)
-``GET /api/devices``                          ``{"devices": [...]}``
-``GET /api/{device}/samples.json``            wide records ``{"device", "time", <metric>...}``
-``GET /api/{device}/samples.ndjson``          the same, one JSON record per line
-``GET /api/{device}/samples.csv``             the same as CSV (a header on every page)
-``GET /api/all/samples.json``                 long records ``{"device", "time", "metric", "value"}``
-``GET /sta/v1.1/Things``                      OGC SensorThings: a Thing per device
-``GET /sta/v1.1/Things({id})/Datastreams``    a Datastream per metric (``$expand=ObservedProperty``)
-``GET /sta/v1.1/Datastreams({id})/Observations``  ``$top``, ``$skip``, ``$filter``, ``@iot.nextLink``
-``GET /channels/{id}/feeds.json``             ThingSpeak: ``start``, ``end``, ``results``
-``POST /devices/alerts``                      alerts, de-duplicated by ``idempotency_key``
-``GET /devices/alerts``                       the alerts received, once each
-============================================  ==========================================
+- ``GET /``: what is served where (JSON);
+- ``GET /api/devices``: ``{"devices": [...]}``;
+- ``GET /api/{device}/samples.json``: wide records (``device``, ``time``,
+  one field per metric); ``.ndjson``: the same, a record per line;
+  ``.csv``: the same as CSV, a header on every page;
+- ``GET /api/all/samples.json``: long records of every device
+  (``device``, ``time``, ``metric``, ``value``);
+- ``GET /sta/v1.1/Things``, ``/Things({id})/Datastreams``
+  (``$expand=ObservedProperty``), ``/Datastreams({id})/Observations``
+  (``$top``, ``$skip``, ``$filter``, ``@iot.nextLink``): OGC SensorThings,
+  a Thing per device and a Datastream per metric;
+- ``GET /channels/{id}/feeds.json`` (``start``, ``end``, ``results``):
+  ThingSpeak, a channel per device;
+- ``POST /devices/alerts``: alerts, de-duplicated by ``idempotency_key``;
+  ``GET /devices/alerts``: the alerts received, once each.
+
 
 The ``/api`` pages take ``paging=link`` (a ``Link: <...>; rel="next"`` header,
 default), ``paging=next`` (an object ``{"data": [...], "next": url}``) or

@@ -534,8 +534,8 @@ def add_records(records: list, mapping: Mapping, stream: Stream, feed: Feed,
 
 def _reject(collector, problems, records, keep_pos, url):
     for k, (name, why) in sorted(problems.items()):
-        pos = keep_pos[k] if keep_pos is not None else k
-        collector.reject(url, first_position + pos, name, why, records[k])
+        collector.reject(url, keep_pos[k] if keep_pos is not None else k, name, why,
+                         records[k])
 
 
 def ndjson_records(response: Response, page: int, collector: Collector, url: str,

@@ -343,7 +343,7 @@ class Fetcher:
                 body = b"".join(parts)
                 self.tally.bytes += size
                 return Response(str(resp.url), resp.status, dict(resp.headers), body)
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as err:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as err:
             raise TransientError(f"timed out ({type(err).__name__})") from None
         except aiohttp.ClientPayloadError as err:
             raise TransientError(f"answer cut short: {type(err).__name__}") from None
