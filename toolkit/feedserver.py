@@ -48,6 +48,7 @@ import re
 import sys
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 import pandas as pd
 
@@ -286,14 +287,12 @@ class FeedApp:
             if ext == "csv":
                 return _csv_page(records, device == "all", d.metrics), "text/csv", headers
             if ext == "ndjson":
-                import orjson
 
-                return (b"".join(orjson.dumps(r) + b"\n" for r in records),
+                return (b"".join(msgspec.json.encode(r) + b"\n" for r in records),
                         "application/x-ndjson", headers)
-            import orjson
 
             body = {"data": records, "next": nxt} if paging == "next" else records
-            return orjson.dumps(body), "application/json", headers
+            return msgspec.json.encode(body), "application/json", headers
 
         return self._cached(request, build)
 
@@ -407,7 +406,6 @@ class FeedApp:
         base = self._sta_base(request)
 
         def build():
-            import orjson
 
             idx = d.valid[(i, j)]
             t = d.times[idx]
@@ -423,7 +421,7 @@ class FeedApp:
                 nxt = dict(q, **{"$skip": str(skip + top), "$top": str(top)})
                 body["@iot.nextLink"] = (f"{base}/Datastreams({k + 1})/Observations?"
                                          f"$skiptoken={_pack(nxt)}")
-            return orjson.dumps(body), "application/json", {}
+            return msgspec.json.encode(body), "application/json", {}
 
         return self._cached(request, build)
 
@@ -445,7 +443,6 @@ class FeedApp:
             return web.json_response({"error": str(err)}, status=400)
 
         def build():
-            import orjson
 
             rows = d.rows[i]
             t = d.times[rows]
@@ -468,7 +465,7 @@ class FeedApp:
                     v = col[n]
                     entry[f"field{j + 1}"] = None if v != v else repr(v)
                 feeds.append(entry)
-            return orjson.dumps({"channel": channel, "feeds": feeds}), "application/json", {}
+            return msgspec.json.encode({"channel": channel, "feeds": feeds}), "application/json", {}
 
         return self._cached(request, build)
 
@@ -508,16 +505,14 @@ def _seconds(value: float) -> str:
 
 
 def _pack(query: dict) -> str:
-    import orjson
 
-    return base64.urlsafe_b64encode(orjson.dumps(query)).decode().rstrip("=")
+    return base64.urlsafe_b64encode(msgspec.json.encode(query)).decode().rstrip("=")
 
 
 def _unpack(token: str) -> dict:
-    import orjson
 
     try:
-        return orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return msgspec.json.decode(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except Exception as err:  # any garbage: a bad token
         raise ValueError("bad token") from err
 

@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass, field, replace
 from urllib.parse import urljoin
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -125,7 +126,14 @@ class Mapping:
 class Collector:
     """The samples and the accounting of one task's pages (long form)."""
 
-    def __init__(self, missing=()):
+    #: times waiting for one conversion (per-call costs dwarf small pages)
+    PENDING = 1 << 18
+
+    def __init__(self, missing=(), time_format: str | None = None,
+                 timezone: str | None = None):
+        self.time_format, self.timezone = time_format, timezone
+        self.pending: list = []
+        self.pending_n = 0
         self.device_index: dict = {}
         self.metric_index: dict = {}
         self.parts: list = []
@@ -161,16 +169,60 @@ class Collector:
         lookup = np.array([self.code(index, str(u)) for u in uniq], np.int32)
         return lookup[inverse]
 
+    def defer(self, devices, columns: list, times: list, url: str, positions, time_field: str
+              ) -> None:
+        """Samples whose time text is converted later, with many pages' at once.
+
+        ``columns`` are ``(metric, values)`` pairs sharing ``times`` (one
+        metric for SensorThings, each metric of wide records); ``positions``
+        the records' places in the page (None: their index), for rejections.
+        """
+        if not times:
+            return
+        self.pending.append((devices, columns, times, url, positions, time_field))
+        self.pending_n += len(times)
+        if self.pending_n >= self.PENDING:
+            self.flush()
+
+    def flush(self) -> None:
+        """Convert the pending times; a record whose time does not read is rejected."""
+        if not self.pending:
+            return
+        pending, self.pending, self.pending_n = self.pending, [], 0
+        texts = [t for part in pending for t in part[2]]
+        ns, bad = times_to_ns(texts, self.time_format, self.timezone)
+        at = 0
+        for devices, columns, times, url, positions, time_field in pending:
+            n = len(times)
+            part_ns, part_bad = ns[at:at + n], bad[at:at + n]
+            at += n
+            if part_bad.any():
+                for k in np.flatnonzero(part_bad):
+                    record = {time_field: times[k]}
+                    for m, vals in columns:
+                        record[m if isinstance(m, str) else str(m[k])] = \
+                            None if vals[k] != vals[k] else float(vals[k])
+                    self.reject(url, positions[k] if positions is not None else int(k),
+                                time_field, "the time is missing or not a time", record)
+                keep = np.flatnonzero(~part_bad)
+                part_ns = part_ns[keep]
+                if not isinstance(devices, str):
+                    devices = np.asarray(devices, object)[keep]
+                columns = [(m if isinstance(m, str) else m[keep], vals[keep])
+                           for m, vals in columns]
+            for m, vals in columns:
+                self.add(devices, m, part_ns, vals)
+
     def reject(self, url, position, name, problem, record) -> None:
-        import orjson
 
         try:
-            text = orjson.dumps(record).decode() if not isinstance(record, str) else record
-        except TypeError:
+            text = msgspec.json.encode(record).decode() if not isinstance(record, str) else record
+        except (TypeError, msgspec.EncodeError):
             text = repr(record)
         self.rejected.append((url, position, name, problem, text[:500]))
 
     def samples(self, since: dict | None = None) -> Samples:
+        self.flush()
         devices = np.array(list(self.device_index), dtype=object)
         metrics = list(self.metric_index)
         if self.parts:
@@ -350,7 +402,6 @@ def page_error(response: Response, page: int, problem: str, credentials) -> Load
 
 
 def decode_json(response: Response, page: int, credentials):
-    import orjson
 
     body = response.body
     head = body[:64].lstrip()
@@ -358,8 +409,8 @@ def decode_json(response: Response, page: int, credentials):
         raise page_error(response, page, "an HTML page where JSON was expected (an error "
                          "page of a proxy or the server?)", credentials)
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as err:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as err:
         raise page_error(response, page, f"not valid JSON ({err})", credentials) from None
 
 
@@ -479,57 +530,49 @@ def add_records(records: list, mapping: Mapping, stream: Stream, feed: Feed,
     else:
         keep_pos = positions
     records = good
-    times, tbad = times_to_ns([r.get(mapping.time) for r in records], feed.time_format,
-                              feed.timezone)
-    ok = ~tbad
+    raw_times = [r.get(mapping.time) for r in records]
+    ok = np.ones(len(records), bool)
+    problems: dict[int, tuple] = {}
     if mapping.device:
         devices = [r.get(mapping.device) for r in records]
         devices = [d if isinstance(d, str) else (str(d) if isinstance(d, int) and
                                                  not isinstance(d, bool) else None)
                    for d in devices]
-        dbad = np.array([d is None or not d.strip() for d in devices], bool)
-        ok &= ~dbad
+        for k, d in enumerate(devices):
+            if d is None or not d.strip():
+                problems[k] = (mapping.device, "the device is missing or not text")
     else:
         devices = stream.device
-        dbad = None
-    problems: dict[int, tuple] = {}
-    for k in np.flatnonzero(tbad):
-        problems[int(k)] = (mapping.time, "the time is missing or not a time")
-    if dbad is not None:
-        for k in np.flatnonzero(dbad & ~tbad):
-            problems[int(k)] = (mapping.device, "the device is missing or not text")
     if mapping.layout == "long":
         metric_names = [r.get(mapping.metric) for r in records]
-        mbad = np.array([not isinstance(m, str) or not m for m in metric_names], bool)
+        for k, m in enumerate(metric_names):
+            if not isinstance(m, str) or not m:
+                problems.setdefault(k, (mapping.metric, "the metric is missing or not text"))
         vals, vbad = values_to_float([r.get(mapping.value) for r in records])
-        for k in np.flatnonzero(mbad):
-            problems.setdefault(int(k), (mapping.metric, "the metric is missing or not text"))
         for k in vbad:
             problems.setdefault(int(k), (mapping.value, "the value is not a number"))
-        ok &= ~mbad
-        if vbad:
-            ok[vbad] = False
-        _reject(collector, problems, records, keep_pos, url)
-        idx = np.flatnonzero(ok)
-        if idx.size:
-            dev = devices if isinstance(devices, str) else np.array(devices, object)[idx]
-            collector.add(dev, np.array(metric_names, object)[idx], times[idx], vals[idx])
+        columns = [(np.array(metric_names, object), vals)]
+    else:
+        columns = []
+        for m in mapping.metrics:
+            vals, vbad = values_to_float([r.get(m) for r in records])
+            for k in vbad:
+                problems.setdefault(int(k), (m, "the value is not a number"))
+            columns.append((m, vals))
+    if not problems:  # the common case: times converted later, many pages at once
+        collector.defer(devices, columns, raw_times, url, keep_pos, mapping.time)
         return
-    columns = []
-    for m in mapping.metrics:
-        vals, vbad = values_to_float([r.get(m) for r in records])
-        for k in vbad:
-            problems.setdefault(int(k), (m, "the value is not a number"))
-        if vbad:
-            ok[vbad] = False
-        columns.append(vals)
+    times, tbad = times_to_ns(raw_times, feed.time_format, feed.timezone)
+    for k in np.flatnonzero(tbad):
+        problems.setdefault(int(k), (mapping.time, "the time is missing or not a time"))
+    ok[list(problems)] = False
     _reject(collector, problems, records, keep_pos, url)
     idx = np.flatnonzero(ok)
     if not idx.size:
         return
     dev = devices if isinstance(devices, str) else np.array(devices, object)[idx]
-    for m, vals in zip(mapping.metrics, columns, strict=True):
-        collector.add(dev, m, times[idx], vals[idx])
+    for m, vals in columns:
+        collector.add(dev, m if isinstance(m, str) else m[idx], times[idx], vals[idx])
 
 
 def _reject(collector, problems, records, keep_pos, url):
@@ -541,7 +584,6 @@ def _reject(collector, problems, records, keep_pos, url):
 def ndjson_records(response: Response, page: int, collector: Collector, url: str,
                    credentials) -> tuple[list, list]:
     """Records of an NDJSON page and their line numbers; unreadable lines are rejected."""
-    import orjson
 
     body = response.body
     if body[:64].lstrip()[:1] == b"<":
@@ -554,9 +596,9 @@ def ndjson_records(response: Response, page: int, collector: Collector, url: str
                 collector.empty += 1
             continue
         try:
-            records.append(orjson.loads(line))
+            records.append(msgspec.json.decode(line))
             lines.append(k)
-        except orjson.JSONDecodeError as err:
+        except msgspec.DecodeError as err:
             collector.records += 1
             collector.reject(url, k, None, f"not valid JSON ({err})",
                              line.decode("utf-8", "replace"))
@@ -610,6 +652,42 @@ def sta_first_url(stream: Stream, feed: Feed) -> str:
     return with_params(stream.url, params)
 
 
+class _Observation(msgspec.Struct, gc=False):
+    phenomenonTime: str | None = None
+    result: float | None = None
+
+
+class _ObservationPage(msgspec.Struct, gc=False):
+    value: list[_Observation]
+    nextLink: str | None = msgspec.field(default=None, name="@iot.nextLink")
+
+
+_OBSERVATION_PAGE = msgspec.json.Decoder(_ObservationPage)
+
+
+def sta_add_typed(body: bytes, stream: Stream, collector: Collector, url: str):
+    """A page of Observations decoded straight into typed records (no dict each).
+
+    Returns ``(observations, nextLink)``, or None when the page is not of
+    the plain shape (text results, no ``value`` list, not JSON...): then the
+    general path reads it and names what is wrong.
+    """
+    try:
+        page = _OBSERVATION_PAGE.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    obs = page.value
+    collector.records += len(obs)
+    if obs:
+        times = [o.phenomenonTime for o in obs]
+        if "/" in (times[0] or "") or "/" in (times[-1] or ""):  # intervals: their start
+            times = [t.split("/", 1)[0] if t else t for t in times]
+        values = np.array([o.result for o in obs], dtype=np.float64)
+        collector.defer(stream.device, [(stream.metric, values)], times, url, None,
+                        "phenomenonTime")
+    return obs, page.nextLink
+
+
 def sta_add(body, stream: Stream, feed: Feed, collector: Collector, url, response, page):
     obs = records_of(body, "value", response, page, feed.credentials)
     n = len(obs)
@@ -625,8 +703,12 @@ def sta_add(body, stream: Stream, feed: Feed, collector: Collector, url, respons
     if any(isinstance(t, str) and "/" in t for t in times[:1]) or \
             any(isinstance(t, str) and "/" in t for t in times[-1:]):
         times = [t.split("/", 1)[0] if isinstance(t, str) else t for t in times]
-    ns, tbad = times_to_ns(times, feed.time_format, feed.timezone)
     vals, vbad = values_to_float(results)
+    if not vbad:  # the common case: times converted later, many pages at once
+        collector.defer(stream.device, [(stream.metric, vals)], times, url, None,
+                        "phenomenonTime")
+        return obs
+    ns, tbad = times_to_ns(times, feed.time_format, feed.timezone)
     ok = ~tbad
     if vbad:
         ok[vbad] = False
@@ -740,5 +822,5 @@ def csv_schema_for(feed: Feed, schema: Schema, device: str | None) -> Schema:
 
 __all__ = ["FORMATS", "PAGINGS", "Collector", "Feed", "Mapping", "Stream", "add_records",
            "check_feed_args", "decode_json", "next_url", "records_of", "resolve_mapping",
-           "sta_add", "sta_first_url", "sta_streams", "thingspeak_add", "thingspeak_stream",
-           "thingspeak_window_url", "times_to_ns", "values_to_float"]
+           "sta_add", "sta_add_typed", "sta_first_url", "sta_streams", "thingspeak_add",
+           "thingspeak_stream", "thingspeak_window_url", "times_to_ns", "values_to_float"]

@@ -11,7 +11,7 @@ How a load runs:
    Dask's local threads): one task per group of streams runs an asyncio
    HTTP session (:class:`~toolkit.io.fetch.Fetcher`: a bounded number of
    keep-alive connections per host, timeouts, retries) that reads its
-   streams' pages concurrently and parses each as it arrives (orjson, or
+   streams' pages concurrently and parses each as it arrives (msgspec, or
    the CSV engine for CSV pages) into one :class:`~toolkit.io.grid.Samples`
    block, which stays on that worker. Only a summary comes back.
 3. **Regularise**: the shared step :func:`~toolkit.io.grid.samples_to_grid`,
@@ -53,6 +53,7 @@ from .feeds import (
     records_of,
     resolve_mapping,
     sta_add,
+    sta_add_typed,
     sta_first_url,
     sta_streams,
     thingspeak_add,
@@ -347,7 +348,7 @@ def fetch_streams(plan: Plan, streams: list, seed: int = 0, since: dict | None =
 
 async def _fetch_streams(plan: Plan, streams, seed, since) -> Fetched:
     feed = plan.feed
-    collector = Collector(feed.missing)
+    collector = Collector(feed.missing, feed.time_format, feed.timezone)
     async with Fetcher(feed.http, feed.credentials, seed=seed) as f:
         reader = {"sensorthings": _read_sta, "thingspeak": _read_thingspeak}.get(
             feed.format, _read_records)
@@ -450,11 +451,15 @@ async def _read_sta(f: Fetcher, plan: Plan, stream: Stream, collector: Collector
                                    feed.credentials))
         seen.add(url)
         resp = await _get_page(f, url, page)
-        body = decode_json(resp, page, feed.credentials)
-        obs = sta_add(body, stream, feed, collector, redact(resp.url, feed.credentials), resp,
-                      page)
+        where = redact(resp.url, feed.credentials)
+        typed = None if feed.time_format else sta_add_typed(resp.body, stream, collector, where)
+        if typed is not None:
+            obs, link = typed
+        else:
+            body = decode_json(resp, page, feed.credentials)
+            obs = sta_add(body, stream, feed, collector, where, resp, page)
+            link = body.get("@iot.nextLink") if isinstance(body, dict) else None
         collector.pages += 1
-        link = body.get("@iot.nextLink") if isinstance(body, dict) else None
         if link:
             url = urljoin(resp.url, link)
         elif len(obs) >= feed.page_size:  # a full page and no link: page by $skip
