@@ -21,7 +21,10 @@ if getattr(_kernels, "__file__", None) is None:  # a namespace package: no __ini
         "an earlier install (for example a __pycache__ that numba wrote there). Delete "
         "that folder and reinstall the toolkit (pip install .)")
 
-from . import accessor  # noqa: F401  (registers ds.telemetry and da.telemetry)
+from . import (
+    accessor,  # noqa: F401  (registers ds.telemetry and da.telemetry)
+    alerts,
+)
 from .cluster import connect
 from .errors import (
     ArgumentError,
@@ -31,7 +34,17 @@ from .errors import (
     ToolkitError,
 )
 from .events import evaluate_events, flags_to_events
-from .io import LoadReport, Schema, read_csv, read_csv_samples
+from .io import (
+    LoadReport,
+    Schema,
+    feed,
+    read_csv,
+    read_csv_samples,
+    read_http,
+    read_http_samples,
+    read_store,
+    sync,
+)
 from .ops.detect import rolling_zscore, zscore_flags
 from .synthetic import Fleet, make_fleet
 
@@ -42,7 +55,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "ArgumentError", "ClusterConnectionError", "DataModelError", "Fleet", "LoadError",
-    "LoadReport", "Schema", "read_csv", "read_csv_samples",
+    "LoadReport", "Schema", "alerts", "feed", "read_csv", "read_csv_samples", "read_http",
+    "read_http_samples", "read_store", "sync",
     "ToolkitError", "connect", "evaluate_events", "flags_to_events", "make_fleet",
     "rolling_zscore", "zscore_flags",
 ]

@@ -71,6 +71,25 @@ def _parser() -> argparse.ArgumentParser:
                        help="fraction of pages that are an HTML error page or broken JSON (0)")
     serve.add_argument("--token-env", default=None, metavar="VARIABLE",
                        help="require the token in this environment variable on every request")
+    sync = commands.add_parser(
+        "sync",
+        help="append what is new in an HTTP feed to a sample store, once or every N seconds",
+        description="Fetch only what is newer than the store holds for each device and "
+        "append it, committing a checkpoint after each batch. Re-run at any time: a run "
+        "that was killed resumes without losing or duplicating a sample. Exit status: 0 "
+        "done, 1 the feed failed (the store keeps every batch committed before), 2 bad "
+        "arguments.",
+    )
+    sync.add_argument("url", help="the feed's URL ({device} for one URL per device; the "
+                      "service root for SensorThings; the API root for ThingSpeak)")
+    sync.add_argument("store", help="the sample store's folder (created on first use)")
+    _feed_arguments(sync)
+    sync.add_argument("--every", default=None, metavar="DURATION",
+                      help="repeat every DURATION (such as 60s or 5min) until Ctrl-C")
+    sync.add_argument("--batch-streams", type=int, default=16,
+                      help="streams fetched and committed together (16)")
+    sync.add_argument("--quarantine", default=None, metavar="CSV",
+                      help="set bad records aside in this CSV instead of failing")
     commands.add_parser(
         "info",
         help="print versions and where the packages and the kernel cache are",
@@ -79,6 +98,73 @@ def _parser() -> argparse.ArgumentParser:
         "Python, numba, dask and xarray. Useful in a bug report.",
     )
     return parser
+
+
+def _feed_arguments(parser) -> None:
+    """The feed options of the HTTP commands (see toolkit.read_http)."""
+    add = parser.add_argument
+    add("--format", default="json",
+        choices=["json", "ndjson", "csv", "sensorthings", "thingspeak"],
+        help="the feed's format (json)")
+    add("--devices", default=None,
+        help="device ids, comma-separated (or ThingSpeak channel ids), or the URL of a JSON "
+        "list of them")
+    add("--paging", default="auto", choices=["auto", "link", "next", "offset", "none"],
+        help="how pages follow each other (auto: a Link header or a next field)")
+    add("--page-size", type=int, default=1000, help="records per page asked for (1000)")
+    add("--records", default=None, help="key of the list of records in a JSON object")
+    add("--time", default=None, help="the time field (default: found by name)")
+    add("--device", default=None, help="the device field (default: found by name)")
+    add("--metric", default=None, help="the metric field of long records")
+    add("--value", default=None, help="the value field of long records")
+    add("--metrics", default=None, help="metric fields of wide records, comma-separated")
+    add("--since-param", default=None,
+        help="a query parameter the server filters newer samples by")
+    add("--start", default=None, help="only samples from this time on")
+    add("--token-env", default=None, metavar="VARIABLE",
+        help="the environment variable that holds the token (never put a token on the "
+        "command line)")
+    add("--header", default=None, help="send the token in this header (default "
+        "Authorization: Bearer)")
+    add("--token-param", default=None, help="send the token in this query parameter "
+        "(ThingSpeak: api_key)")
+    add("--retries", type=int, default=8, help="retries of a failed request (8)")
+
+
+def _feed_kwargs(args) -> dict:
+    devices = args.devices
+    if devices and not devices.startswith(("http://", "https://")):
+        devices = [d.strip() for d in devices.split(",") if d.strip()]
+    return dict(format=args.format, devices=devices, paging=args.paging,
+                page_size=args.page_size, records=args.records, time=args.time,
+                device=args.device, metric=args.metric, value=args.value,
+                metrics=args.metrics.split(",") if args.metrics else None,
+                since_param=args.since_param, token_env=args.token_env, header=args.header,
+                token_param=args.token_param, retries=args.retries)
+
+
+def _sync(args) -> int:
+    import pandas as pd
+
+    from .errors import ArgumentError, LoadError
+    from .io.sync import sync, sync_every
+
+    kwargs = dict(batch_streams=args.batch_streams, start=args.start,
+                  on_bad_rows="quarantine" if args.quarantine else "raise",
+                  quarantine=args.quarantine or "quarantine.csv", **_feed_kwargs(args))
+    try:
+        if args.every:
+            every = pd.Timedelta(args.every).total_seconds()
+            sync_every(args.url, args.store, every, **kwargs)
+        else:
+            print(sync(args.url, args.store, **kwargs))
+    except ArgumentError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (LoadError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _info() -> int:
@@ -136,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
             return _demo(args)
         if args.command == "info":
             return _info()
+        if args.command == "sync":
+            return _sync(args)
         if args.command == "serve-feed":
             from .feedserver import main as serve_feed
 

@@ -22,6 +22,7 @@ def test_every_module_says_what_is_public(name):
 
 
 def test_the_top_level_entry_points():
-    for name in ("connect", "read_csv", "read_csv_samples", "Schema", "LoadReport",
+    for name in ("connect", "read_csv", "read_csv_samples", "read_http", "read_http_samples",
+                 "sync", "read_store", "alerts", "feed", "Schema", "LoadReport",
                  "make_fleet", "flags_to_events", "ToolkitError"):
         assert name in toolkit.__all__ and hasattr(toolkit, name)
