@@ -51,8 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--devices", type=int, default=20, help="number of devices (20)")
     serve.add_argument("--days", type=float, default=1.0, help="days of data (1)")
     serve.add_argument("--freq", default="1min", help="sampling interval (1min)")
-    serve.add_argument("--seed", type=int, default=0,
-                       help="seed of the fleet and of the faults (0)")
+    serve.add_argument("--seed", type=int, default=0, help="seed of the fleet (0)")
+    serve.add_argument("--fault-seed", type=int, default=0,
+                       help="seed of the faults: which requests fail (0)")
     serve.add_argument("--page-size", type=int, default=1000,
                        help="records per page, and the largest $top (1000)")
     serve.add_argument("--thingspeak-max", type=int, default=8000,

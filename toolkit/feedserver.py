@@ -33,7 +33,8 @@ added to every answer, a ``fail_rate`` of ``503``/``429`` answers with
 alerts: after they were stored, so the client retries what arrived), a
 ``truncate_rate`` of answers cut short mid-body, and a ``malformed_rate`` of
 pages that are an HTML error page or JSON cut in the middle with status 200.
-With ``token``, every request must carry it (``Authorization: Bearer``,
+The index, ``/health`` and the list of received alerts are exempt from
+faults. With ``token``, every request must carry it (``Authorization: Bearer``,
 ``X-API-Key`` or ``api_key=``). Access logs name the path, never the query.
 """
 
@@ -163,8 +164,9 @@ class FeedApp:
 
         async def middleware(request):
             self.requests += 1
-            if request.path in ("/", "/health"):
-                return await handler(request)
+            if request.path in ("/", "/health") or (
+                    request.path == "/devices/alerts" and request.method == "GET"):
+                return await handler(request)  # what is served, and what was received
             f = self.faults
             if f.latency:
                 await asyncio.sleep(f.latency)
@@ -586,7 +588,7 @@ def main(args) -> int:
         return 2
     faults = Faults(latency=args.latency, fail_rate=args.fail_rate, drop_rate=args.drop_rate,
                     truncate_rate=args.truncate_rate, malformed_rate=args.malformed_rate,
-                    retry_after=args.retry_after, seed=args.seed)
+                    retry_after=args.retry_after, seed=args.fault_seed)
     data = FleetData(n_devices=args.devices, days=args.days, freq=args.freq, seed=args.seed,
                      page_size=args.page_size, thingspeak_max=args.thingspeak_max)
 

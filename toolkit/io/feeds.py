@@ -515,6 +515,14 @@ def add_records(records: list, mapping: Mapping, stream: Stream, feed: Feed,
                 collector: Collector, url: str, positions: list | None = None) -> None:
     """Samples of a page of json/ndjson records; bad records are rejected with their place
     (``positions``: each record's line in an NDJSON page; default its index)."""
+    before = len(collector.rejected)
+    try:
+        _add_records(records, mapping, stream, feed, collector, url, positions)
+    finally:  # rejections in the page's order
+        collector.rejected[before:] = sorted(collector.rejected[before:], key=lambda r: r[1])
+
+
+def _add_records(records, mapping, stream, feed, collector, url, positions) -> None:
     n = len(records)
     collector.records += n
     if not n:

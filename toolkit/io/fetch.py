@@ -222,10 +222,14 @@ class Tally:
     retries: int = 0
     bytes: int = 0
     reasons: dict = field(default_factory=dict)
+    waits: list = field(default_factory=list)  # (why, status, Retry-After, seconds waited)
 
-    def note_retry(self, why: str) -> None:
+    def note_retry(self, why: str, status: int | None = None,
+                   retry_after: float | None = None, wait: float = 0.0) -> None:
         self.retries += 1
         self.reasons[why] = self.reasons.get(why, 0) + 1
+        if len(self.waits) < 10_000:
+            self.waits.append((why, status, retry_after, wait))
 
 
 class TransientError(Exception):
@@ -310,7 +314,7 @@ class Fetcher:
                         f"{method} {url}{where}: {status}{err.why}, still after "
                         f"{attempt} retries{preview}")) from None
                 wait = self._wait(attempt, err.retry_after)
-                self.tally.note_retry(err.why.split(":")[0])
+                self.tally.note_retry(err.why.split(":")[0], err.status, err.retry_after, wait)
                 log.debug("retrying %s %s in %.2f s: %s", method, self.redact(url), wait,
                           err.why)
                 attempt += 1

@@ -163,7 +163,7 @@ async def discover(feed: Feed, *, start=None, end=None, since: dict | None = Non
             plan = await _discover_records(f, feed)
         for s in plan.streams:
             if feed.format != "thingspeak":
-                s.start, s.end = start, end
+                s.start, s.end = _ns_or_none(start), _ns_or_none(end)
             if since:
                 known = [since.get((s.device, m)) for m in
                          ([s.metric] if s.metric else list(s.fields.values()) or
@@ -176,6 +176,14 @@ async def discover(feed: Feed, *, start=None, end=None, since: dict | None = Non
         plan.requests, plan.retries = f.tally.requests, f.tally.retries
     plan.units = {**plan.units, **feed.units}
     return plan
+
+
+def _ns_or_none(when) -> int | None:
+    """A time as int64 ns UTC (times without a zone are UTC)."""
+    if when is None:
+        return None
+    stamp = pd.Timestamp(when)
+    return (stamp.tz_convert("UTC") if stamp.tzinfo else stamp).value
 
 
 async def _devices(f: Fetcher, feed: Feed) -> tuple:
@@ -298,8 +306,7 @@ async def _discover_sta(f: Fetcher, feed: Feed) -> Plan:
 
 
 async def _discover_thingspeak(f: Fetcher, feed: Feed, start, end) -> Plan:
-    lo = pd.Timestamp(start, tz="UTC").value if start is not None else None
-    hi = pd.Timestamp(end, tz="UTC").value if end is not None else None
+    lo, hi = _ns_or_none(start), _ns_or_none(end)
 
     async def channel(ch):
         url = with_params(f"{feed.url.rstrip('/')}/channels/{ch}/feeds.json",
@@ -527,8 +534,9 @@ def _task_groups(streams: list) -> list[list]:
         threads = sum(get_client().nthreads().values()) or 1
     except (ImportError, ValueError):
         threads = os.cpu_count() or 1
-    n = max(threads * TASKS_PER_THREAD, -(-len(streams) // STREAMS_PER_TASK))
-    n = min(n, len(streams))
+    # a multiple of the threads, so that no thread waits alone for the last task
+    rounds = max(TASKS_PER_THREAD, -(-len(streams) // (STREAMS_PER_TASK * threads)))
+    n = min(threads * rounds, len(streams))
     return [streams[k::n] for k in range(n)]
 
 
