@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (0)")
     demo.add_argument("--out", default="toolkit-demo",
                       help="output folder (./toolkit-demo/)")
+    demo.add_argument("--http", action="store_true",
+                      help="serve the fleet over HTTP (OGC SensorThings) in a child process, "
+                      "load it from there, and post the events back as alerts")
     demo.add_argument("--scheduler", default=None, metavar="ADDRESS",
                       help="use a running Dask scheduler instead of a local cluster "
                       "(default: $TOOLKIT_SCHEDULER, else a local cluster)")
@@ -200,7 +203,7 @@ def _demo(args) -> int:
         try:
             result = run_demo(devices=args.devices, days=args.days, freq=args.freq,
                               window=args.window, threshold=args.threshold,
-                              seed=args.seed, out=args.out, client=client)
+                              seed=args.seed, out=args.out, client=client, http=args.http)
         except KeyboardInterrupt:
             # The user asked to stop: the scheduler's complaints about work
             # cancelled under it (it runs in this process) are noise now.

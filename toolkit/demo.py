@@ -7,6 +7,7 @@ events and measure them against the ground truth.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -17,10 +18,13 @@ import pandas as pd
 import xarray as xr
 from distributed import Client
 
+from . import alerts
 from .chunking import chunk_sizes
 from .cluster import connect
 from .events import evaluate_events, flags_to_events
 from .execution.progress import check_interrupted, compute
+from .feedserver import FeedServerProcess
+from .io.http import read_http
 from .model import DEVICE
 from .ops.detect import rolling_zscore, zscore_flags
 from .synthetic import make_fleet
@@ -49,6 +53,7 @@ def run_demo(
     out: str | Path = "toolkit-demo",
     client: Client | None = None,
     echo: Callable[[str], None] = print,
+    http: bool = False,
 ) -> DemoResult:
     """Run the demo on ``client`` (or on a local cluster started for it).
 
@@ -56,6 +61,12 @@ def run_demo(
     ``<metric>_zscore`` and the QARTOD flag ``<metric>_flag``), ``events.csv``
     (detected events), ``ground_truth.csv`` (injected anomalies) and
     ``summary.csv`` (recall per kind, precision overall).
+
+    With ``http=True`` the fleet makes the round trip of a real deployment:
+    ``iot-toolkit serve-feed`` serves it as an OGC SensorThings API in a
+    child process, :func:`toolkit.read_http` loads it, and the events go
+    back to the server's device-management endpoint with
+    :func:`toolkit.alerts.post` (each exactly once).
     """
     started = time.perf_counter()
     out = Path(out)
@@ -63,6 +74,7 @@ def run_demo(
     own_client = client is None
     if own_client:
         client = connect()
+    stack = contextlib.ExitStack()
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         # whole time series per chunk, at most the size guidance allows, and
@@ -76,6 +88,13 @@ def run_demo(
              f"({ds.sizes['time'] * devices:,} samples per metric, "
              f"{len(ds.data_vars)} metrics, {len(fleet.events)} injected anomalies)")
         echo(f"Dask dashboard: {client.dashboard_link}")
+        if http:
+            server = stack.enter_context(FeedServerProcess(devices=devices, days=days,
+                                                           freq=freq, seed=seed))
+            echo(f"serving the fleet at {server.url}/sta/v1.1 (OGC SensorThings); loading it")
+            loaded = read_http(server.url + "/sta/v1.1", format="sensorthings", freq=freq)
+            echo(loaded.attrs["load_report"])
+            ds = loaded[list(ds.data_vars)].chunk({DEVICE: per_chunk})
 
         min_count = max(2, window * 3 // 4)  # tolerate a few dropouts per window
         scores = rolling_zscore(ds, window, min_count=min_count)
@@ -99,8 +118,12 @@ def run_demo(
         matched.to_csv(out / "events.csv", index=False)
         fleet.events.to_csv(out / "ground_truth.csv", index=False)
         summary.to_csv(out / "summary.csv")
+        if http:
+            report = alerts.post(events, server.url + "/devices/alerts")
+            echo(str(report))
         return DemoResult(store, matched, summary, time.perf_counter() - started)
     finally:
+        stack.close()
         if own_client:
             client.close()
 

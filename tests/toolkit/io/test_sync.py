@@ -208,3 +208,17 @@ def test_a_failed_batch_is_never_dropped_silently(tmp_path):
         sent = alerts.post(pd.read_csv(tmp_path / "failed.csv", parse_dates=["start", "end"]),
                            s.url + "/devices/alerts", token="right")
         assert sent.created == 30
+
+
+def test_the_demo_over_http_finds_what_it_finds_locally_and_alerts_once(client, tmp_path):
+    from toolkit.demo import run_demo
+
+    lines: list = []
+    over_http = run_demo(devices=4, days=1, seed=1, out=tmp_path / "http", client=client,
+                         http=True, echo=lines.append)
+    local = run_demo(devices=4, days=1, seed=1, out=tmp_path / "local", client=client,
+                     echo=lines.append)
+    text = "\n".join(lines)
+    assert "(OGC SensorThings)" in text and "0 failed" in text
+    assert f"{len(over_http.events)} created" in text
+    pd.testing.assert_frame_equal(over_http.summary, local.summary)
