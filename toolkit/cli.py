@@ -158,14 +158,18 @@ def _sync(args) -> int:
                   quarantine=args.quarantine or "quarantine.csv", **_feed_kwargs(args))
     try:
         if args.every:
-            every = pd.Timedelta(args.every).total_seconds()
+            try:
+                every = pd.Timedelta(args.every).total_seconds()
+            except ValueError:
+                raise ArgumentError(f"--every must be a duration such as 60s or 5min, got "
+                                    f"{args.every!r}") from None
             sync_every(args.url, args.store, every, **kwargs)
         else:
             print(sync(args.url, args.store, **kwargs))
     except ArgumentError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (LoadError, ValueError) as err:
+    except LoadError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

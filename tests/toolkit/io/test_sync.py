@@ -222,3 +222,18 @@ def test_the_demo_over_http_finds_what_it_finds_locally_and_alerts_once(client, 
     assert "(OGC SensorThings)" in text and "0 failed" in text
     assert f"{len(over_http.events)} created" in text
     pd.testing.assert_frame_equal(over_http.summary, local.summary)
+
+
+def test_sync_every_repeats_and_later_runs_find_nothing_new(server, tmp_path):
+    from toolkit.io.sync import sync_every
+
+    lines: list = []
+    sync_every(server.url + "/sta/v1.1", tmp_path / "s", 0.1, runs=3, log=lines.append,
+               format="sensorthings")
+    assert len(lines) == 3
+    assert "0 new samples" not in lines[0]
+    assert all(" 0 new samples" in line for line in lines[1:])
+    bad = subprocess.run([sys.executable, "-m", "toolkit.cli", "sync", server.url,
+                          str(tmp_path / "t"), "--every", "soon"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "--every" in bad.stderr
