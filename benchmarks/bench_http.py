@@ -29,52 +29,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 import warnings
 
 import pandas as pd
-import psutil
 import requests
+from bench_load import PeakRSS  # this folder: the same memory sampling
 from distributed import Client, LocalCluster
 
 from toolkit.feedserver import FeedServerProcess
 from toolkit.io import LoadReport
 from toolkit.io.http import read_http
-
-
-class PeakRSS:
-    """Largest total RSS of this process and its children but ``skip``, every 50 ms."""
-
-    def __init__(self, skip=()):
-        self.skip = set(skip)
-
-    def total(self) -> int:
-        me, total = psutil.Process(), 0
-        for p in [me, *me.children(recursive=True)]:
-            try:
-                if p.pid not in self.skip and not any(
-                        a.pid in self.skip for a in p.parents()):
-                    total += p.memory_info().rss
-            except psutil.Error:
-                pass
-        return total
-
-    def __enter__(self):
-        self.peak, self._stop = 0, threading.Event()
-
-        def sample():
-            while not self._stop.is_set():
-                self.peak = max(self.peak, self.total())
-                self._stop.wait(0.05)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def serial_loop(root: str, devices: int, metrics: int) -> tuple[pd.DataFrame, int]:

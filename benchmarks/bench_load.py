@@ -69,14 +69,19 @@ def write_file(path: Path, rows: int) -> None:
 
 
 class PeakRSS:
-    """Largest total RSS of this process and its children, sampled every 50 ms."""
+    """Largest total RSS of this process and its children, sampled every 50 ms;
+    the processes in ``skip`` (and their children) are not counted."""
 
-    @staticmethod
-    def total() -> int:
+    def __init__(self, skip=()):
+        self.skip = set(skip)
+
+    def total(self) -> int:
         me, total = psutil.Process(), 0
         for p in [me, *me.children(recursive=True)]:
             try:
-                total += p.memory_info().rss
+                if p.pid not in self.skip and not any(a.pid in self.skip
+                                                      for a in p.parents()):
+                    total += p.memory_info().rss
             except psutil.Error:
                 pass
         return total
