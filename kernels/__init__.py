@@ -21,6 +21,11 @@ Examples
 >>> kernels.move_mean(np.array([1.0, 2.0, 3.0, 4.0]), window=2)
 array([nan, 1.5, 2.5, 3.5])
 
+A call splits its series (rows) over every core this process may use, and
+runs on one thread inside a Dask task (:mod:`kernels.parallel`;
+``kernels.parallel.set_threads(n)`` or ``with kernels.parallel.use_threads(n):``
+to choose).
+
 Compiled kernels are cached in a per-user folder, never inside the package
 (see :mod:`kernels._cache`): ``kernels.CACHE_DIR`` names it.
 """
@@ -28,7 +33,7 @@ Compiled kernels are cached in a per-user folder, never inside the package
 # first: numba must know where to cache before any kernel is compiled
 from ._cache import CACHE_DIR  # noqa: I001
 
-from . import distribution, flags
+from . import distribution, flags, parallel
 from .binning import Binned, bin_rows, bin_samples, combine_bins
 from .detect import cusum, drift, hampel, robust_zscore
 from .ewm import EwmState, ewm_mean, ewm_std, ewm_var
@@ -49,7 +54,7 @@ from .rolling import (
 from .timewindow import time_rolling
 
 __all__ = [
-    "CACHE_DIR", "distribution", "flags",
+    "CACHE_DIR", "distribution", "flags", "parallel",
     "Binned", "bin_rows", "bin_samples", "combine_bins",
     "cusum", "drift", "hampel", "robust_zscore",
     "EwmState", "ewm_mean", "ewm_std", "ewm_var",

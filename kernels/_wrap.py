@@ -222,8 +222,10 @@ def apply_last_axis(
     is not C-contiguous), the output is allocated here, and the result is
     returned with ``axis`` back in its place.
     """
+    from .parallel import Rows, run_rows
+
     series, shape = as_series(a, axis)
     out = np.empty(series.shape, dtype=out_dtype or a.dtype)
     if series.size:
-        loop(series, *params, out)
+        run_rows(loop, Rows(series), *params, Rows(out))
     return from_series(out, shape, axis)

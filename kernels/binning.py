@@ -16,6 +16,7 @@ from numba import njit
 
 from ._wrap import JIT_OPTIONS, numba_ready
 from .distribution import Reduce, distributed
+from .parallel import Rows, run_rows
 
 
 class Binned(NamedTuple):
@@ -354,7 +355,8 @@ def bin_rows(values, times, *, start, step, n_bins: int, how: str = "mean"):
     bins = np.where(t >= start, (t - start) // int(step), -1)
     out = np.empty((rows.shape[0], int(n_bins)))
     count = np.empty((rows.shape[0], int(n_bins)), dtype=np.int64)
-    _bin_rows(rows, bins, np.int64(n_bins), ROW_STATS.index(how), out, count)
+    run_rows(_bin_rows, Rows(rows), bins, np.int64(n_bins), ROW_STATS.index(how), Rows(out),
+             Rows(count), rows=rows.shape[0])
     return out.reshape(shape + (int(n_bins),)), count.reshape(shape + (int(n_bins),))
 
 

@@ -22,6 +22,7 @@ from ._wrap import (
 )
 from .distribution import Scan, Window, distributed
 from .flags import MISSING, NOT_EVALUATED, PASS, SUSPECT
+from .parallel import Rows, Scratch, run_rows
 
 MAD_SCALE = 1.4826  # makes the MAD of normal noise its standard deviation
 
@@ -89,8 +90,8 @@ def robust_zscore(a, window: int, threshold: float = 5.0, min_count: int | None 
     series, shape = as_series(arr, axis)
     score = np.empty(series.shape, dtype=arr.dtype)
     flag = np.empty(series.shape, dtype=np.int8)
-    _robust_zscore(series, np.int64(window), np.int64(min_count), threshold,
-                   np.empty(window), np.empty(window), score, flag)
+    run_rows(_robust_zscore, Rows(series), np.int64(window), np.int64(min_count), threshold,
+             Scratch(np.empty(window)), Scratch(np.empty(window)), Rows(score), Rows(flag))
     return from_series(score, shape, axis), from_series(flag, shape, axis)
 
 
@@ -155,8 +156,8 @@ def hampel(a, half_window: int, threshold: float = 3.0, min_count: int | None = 
     series, shape = as_series(arr, axis)
     filtered = np.empty(series.shape, dtype=arr.dtype)
     flag = np.empty(series.shape, dtype=np.int8)
-    _hampel(series, np.int64(half), np.int64(min_count), threshold, np.empty(width),
-            np.empty(width), filtered, flag)
+    run_rows(_hampel, Rows(series), np.int64(half), np.int64(min_count), threshold,
+             Scratch(np.empty(width)), Scratch(np.empty(width)), Rows(filtered), Rows(flag))
     return from_series(filtered, shape, axis), from_series(flag, shape, axis)
 
 
@@ -238,8 +239,9 @@ def cusum(a, target, scale, *, slack: float = 0.5, limit: float = 5.0, reset: bo
     lo = series_state(None if state is None else state[1], n, np.zeros(n), "state")
     score = np.empty(series.shape, dtype=np.float64)
     flag = np.empty(series.shape, dtype=np.int8)
-    _cusum(series, target_s, scale_s, float(slack), float(limit), bool(reset), hi, lo,
-           score, flag)
+    run_rows(_cusum, Rows(series), Rows(np.ascontiguousarray(target_s)),
+             Rows(np.ascontiguousarray(scale_s)), float(slack), float(limit), bool(reset),
+             Rows(hi), Rows(lo), Rows(score), Rows(flag))
     result = (from_series(score, shape, axis), from_series(flag, shape, axis))
     if return_state:
         return (*result, (hi.reshape(shape[:-1]), lo.reshape(shape[:-1])))
@@ -309,7 +311,8 @@ def drift(a, window: int, max_slope: float, min_count: int | None = None, axis: 
     series, shape = as_series(arr, axis)
     score = np.empty(series.shape, dtype=np.float64)
     flag = np.empty(series.shape, dtype=np.int8)
-    _drift(series, np.int64(window), np.int64(min_count), max_slope, score, flag)
+    run_rows(_drift, Rows(series), np.int64(window), np.int64(min_count), max_slope,
+             Rows(score), Rows(flag))
     return from_series(score, shape, axis), from_series(flag, shape, axis)
 
 

@@ -30,6 +30,7 @@ from ._wrap import (
     times_2d,
 )
 from .distribution import Scan, distributed
+from .parallel import Rows, run_rows
 
 _MEAN, _VAR, _STD = 0, 1, 2
 
@@ -357,25 +358,25 @@ def _run(stat, a, com, span, halflife, alpha, times, min_count, adjust, ignore_n
     if sums_loop:
         incoming = state.values.copy()
         bad = np.zeros(series.shape[0], dtype=np.bool_)
-        _ewm_mean_sums(series, alpha_value, bool(ignore_na), need,
-                       state.values, out, bad)
+        run_rows(_ewm_mean_sums, Rows(series), alpha_value, bool(ignore_na), need,
+                 Rows(state.values), Rows(out), Rows(bad))
         if bad.any():  # sums beyond float64: redo those series in pandas' own form
             rows = np.flatnonzero(bad)
             values = incoming[rows]
             redo = np.empty((rows.size, series.shape[1]), dtype=out.dtype)
-            _ewm(np.ascontiguousarray(series[rows]), t, 0.0, alpha_value, True,
-                 bool(ignore_na), need, False, _MEAN, values,
-                 state.last_time[rows], redo)
+            run_rows(_ewm, Rows(np.ascontiguousarray(series[rows])), Rows(t), 0.0,
+                     alpha_value, True, bool(ignore_na), need, False, _MEAN, Rows(values),
+                     Rows(state.last_time[rows]), Rows(redo))
             out[rows] = redo
             values[:, _SUMS_COL] = 1.0  # no longer the sums loop's state
             state.values[rows] = values
     elif stat == _MEAN and times is None:
-        _ewm_mean_steps(series, alpha_value, bool(adjust), bool(ignore_na),
-                        need, state.values, out)
+        run_rows(_ewm_mean_steps, Rows(series), alpha_value, bool(adjust), bool(ignore_na),
+                 need, Rows(state.values), Rows(out))
     else:
-        _ewm(series, t, step_halflife, alpha_value, bool(adjust), bool(ignore_na),
-             need, bool(bias), stat, state.values, state.last_time,
-             out)
+        run_rows(_ewm, Rows(series), Rows(t), step_halflife, alpha_value, bool(adjust),
+                 bool(ignore_na), need, bool(bias), stat, Rows(state.values),
+                 Rows(state.last_time), Rows(out))
     if stat == _MEAN and not sums_loop:
         # the other loops' mean leaves the sums loop's columns as they came:
         # clear the mark, so that a later sums loop restarts from the mean

@@ -22,6 +22,7 @@ from ._wrap import (
     times_2d,
 )
 from .distribution import Scan, Window, distributed
+from .parallel import Rows, run_rows
 
 _NO_LIMIT = np.iinfo(np.int64).max
 
@@ -86,7 +87,7 @@ def ffill(a, limit: int | None = None, *, axis: int = -1, state=None,
     gap = series_state(None if state is None else state[1], n, np.zeros(n, np.int64),
                        "state")
     out = np.empty_like(series)
-    _ffill(series, np.int64(limit), last, gap, out)
+    run_rows(_ffill, Rows(series), np.int64(limit), Rows(last), Rows(gap), Rows(out))
     result = from_series(out, shape, axis)
     if return_state:
         return result, (last.reshape(shape[:-1]), gap.reshape(shape[:-1]))
@@ -164,7 +165,7 @@ def interpolate(a, max_gap: int | None = None, *, times=None, max_span=None,
         t, limit = _times_as_float(times, max_span, series.shape)
         by_count = False
     out = np.empty_like(series)
-    _interpolate(series, t, by_count, limit, out)
+    run_rows(_interpolate, Rows(series), Rows(t), by_count, limit, Rows(out))
     return from_series(out, shape, axis)
 
 

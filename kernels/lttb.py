@@ -11,6 +11,7 @@ from numba import njit
 
 from ._wrap import JIT_OPTIONS, as_float_array, as_series
 from .distribution import Reduce, distributed
+from .parallel import Rows, Scratch, run_rows
 
 
 @njit(**JIT_OPTIONS)
@@ -104,5 +105,6 @@ def lttb(y, n_out: int, *, x=None, axis: int = -1) -> np.ndarray:
         if xs.shape[0] not in (1, series.shape[0]):
             raise ValueError("x must be one axis for all series or one per series")
     out = np.empty((series.shape[0], int(n_out)), dtype=np.int64)
-    _lttb(series, xs, np.int64(n_out), np.empty(series.shape[1], np.int64), out)
+    run_rows(_lttb, Rows(series), Rows(xs), np.int64(n_out),
+             Scratch(np.empty(series.shape[1], np.int64)), Rows(out))
     return np.moveaxis(out.reshape(shape[:-1] + (int(n_out),)), -1, axis)

@@ -24,6 +24,7 @@ from ._wrap import (
 )
 from .distribution import FLAG, Pointwise, Scan, Window, distributed
 from .flags import FAIL, MISSING, NOT_EVALUATED, PASS, SUSPECT
+from .parallel import Rows, run_rows
 
 _NO_TIME = np.iinfo(np.int64).min
 
@@ -141,7 +142,8 @@ def rate_of_change(a, threshold: float, *, times=None, axis: int = -1, state=Non
     value = series_state(None if state is None else state[0], n, np.full(n, np.nan), "state")
     when = series_state(None if state is None else state[1], n, np.zeros(n, np.int64), "state")
     out = np.empty(series.shape, dtype=np.int8)
-    _rate_of_change(series, t, float(threshold), value, when, out)
+    run_rows(_rate_of_change, Rows(series), Rows(t), float(threshold), Rows(value), Rows(when),
+             Rows(out))
     return _result(out, shape, axis, (value, when), return_state)
 
 
@@ -201,8 +203,8 @@ def flat_line(a, tolerance: float, suspect: float, fail: float, *, times=None,
     start = series_state(None if state is None else state[2], n, np.zeros(n, np.int64),
                          "state")
     out = np.empty(series.shape, dtype=np.int8)
-    _flat_line(series, t, float(tolerance), float(suspect), float(fail), times is not None,
-               value, run, start, out)
+    run_rows(_flat_line, Rows(series), Rows(t), float(tolerance), float(suspect), float(fail),
+             times is not None, Rows(value), Rows(run), Rows(start), Rows(out))
     return _result(out, shape, axis, (value, run, start), return_state)
 
 
@@ -245,7 +247,7 @@ def time_gaps(times, max_gap, *, axis: int = -1, state=None, return_state: bool 
     n = series.shape[0]
     last = series_state(state, n, np.full(n, _NO_TIME, dtype=np.int64), "state")
     out = np.empty(series.shape, dtype=np.int8)
-    _time_gaps(series, max_gap, last, out)
+    run_rows(_time_gaps, Rows(series), max_gap, Rows(last), Rows(out))
     return _result(out, shape, axis, last, return_state)
 
 
@@ -290,7 +292,7 @@ def sample_gaps(a, max_gap, *, times, axis: int = -1, state=None,
     n = series.shape[0]
     last = series_state(state, n, np.full(n, _NO_TIME, dtype=np.int64), "state")
     out = np.empty(series.shape, dtype=np.int8)
-    _sample_gaps(series, t, max_gap, last, out)
+    run_rows(_sample_gaps, Rows(series), Rows(t), max_gap, Rows(last), Rows(out))
     return _result(out, shape, axis, last, return_state)
 
 
@@ -298,7 +300,7 @@ def _flags(loop, a, axis, *params):
     arr = as_float_array(a)
     series, shape = as_series(arr, axis)
     out = np.empty(series.shape, dtype=np.int8)
-    loop(series, *params, out)
+    run_rows(loop, Rows(series), *params, Rows(out))
     return from_series(out, shape, axis)
 
 

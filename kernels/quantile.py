@@ -23,6 +23,7 @@ from numba import njit
 
 from ._wrap import JIT_OPTIONS, apply_last_axis, as_float_array, check_window
 from .distribution import Window, distributed
+from .parallel import Scratch
 from .rolling import block_of
 
 _NONE = -1
@@ -329,7 +330,8 @@ def move_quantile(a, window: int, q: float, min_count: int | None = None, axis: 
     heap_of = np.empty(window, dtype=np.int64)
     size = np.zeros(2, dtype=np.int64)
     return apply_last_axis(_move_quantile, arr, axis, np.int64(window), np.int64(min_count),
-                           float(q), key, slot, pos, heap_of, size)
+                           float(q), Scratch(key), Scratch(slot), Scratch(pos),
+                           Scratch(heap_of), Scratch(size))
 
 
 @distributed(Window(before="window", before_add=-1))

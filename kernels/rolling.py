@@ -22,6 +22,7 @@ from ._wrap import (
     from_series,
 )
 from .distribution import Window, distributed
+from .parallel import Rows, run_rows
 
 # statistic codes of the moments loops (_make_moments)
 _SUM, _MEAN, _VAR, _STD, _ZSCORE = 0, 1, 2, 3, 4
@@ -532,12 +533,12 @@ def _moments(a, window, min_count, axis, stat, ddof=0):
     out = np.empty(series.shape, dtype=arr.dtype)
     if series.size:
         bad = np.zeros(series.shape[0], dtype=np.bool_)
-        _FAST_MOMENTS[stat](series, *params, out, bad)
+        run_rows(_FAST_MOMENTS[stat], Rows(series), *params, Rows(out), Rows(bad))
         if bad.any():
             # series with an infinity (or sums overflowing): the careful loop
             rows = np.flatnonzero(bad)
             redo = np.empty((rows.size, series.shape[1]), dtype=arr.dtype)
-            _MOMENTS[stat](series[rows], *params, redo)
+            run_rows(_MOMENTS[stat], Rows(series[rows]), *params, Rows(redo))
             out[rows] = redo
     return from_series(out, shape, axis)
 

@@ -20,6 +20,7 @@ from ._wrap import (
     times_2d,
 )
 from .distribution import Window, distributed
+from .parallel import Rows, Scratch, run_rows
 from .rolling import (
     _MEAN,
     _REBUILD_EVERY,
@@ -162,8 +163,9 @@ def time_rolling(a, times, span, stat: str = "mean", *, min_count: int = 1,
     out = np.empty(series.shape, dtype=arr.dtype)
     if stat in ("min", "max"):
         queue = np.empty(series.shape[1], dtype=np.int64)
-        _time_extreme(series, t, span, np.int64(min_count), stat == "max", queue, out)
+        run_rows(_time_extreme, Rows(series), Rows(t), span, np.int64(min_count),
+                 stat == "max", Scratch(queue), Rows(out))
     else:
-        _time_moments(series, t, span, np.int64(min_count), np.int64(ddof),
-                      np.int64(codes[stat]), out)
+        run_rows(_time_moments, Rows(series), Rows(t), span, np.int64(min_count),
+                 np.int64(ddof), np.int64(codes[stat]), Rows(out))
     return from_series(out, shape, axis)
