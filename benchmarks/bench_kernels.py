@@ -1,6 +1,7 @@
 """Kernel suite: the toolkit's kernels against numbagg, bottleneck and pandas.
 
-Same data, same process, single thread; each time is the minimum of several
+Same data, same process, single thread (and, in the last table, every
+library at its default too); each time is the minimum of several
 repetitions (page faults swing single timings by 2x on these machines). The
 repetitions run in rounds over the whole speed table -- every implementation
 of every row once per round -- so that a slow spell of the machine, which can
@@ -8,9 +9,12 @@ last minutes, does not fall on one row's repetitions alone.
 
     python benchmarks/bench_kernels.py            # the issue's size: (200, 500_000)
     python benchmarks/bench_kernels.py --quick    # (50, 100_000), for a smoke run
+    python benchmarks/bench_kernels.py --cores    # only the table on every core
 
-Prints three tables: speed (seconds and ratios to the fastest peer),
-accuracy of the rolling std on pressure-like data, and compilation costs.
+Prints the tables: speed single-threaded (seconds and ratios to the fastest
+peer), binning, accuracy of the rolling std on pressure-like data,
+compilation costs, and every library single-threaded and at its default
+(toolkit: every core, numbagg: its parallel target) beside the memory floor.
 """
 
 from __future__ import annotations
@@ -23,14 +27,19 @@ import tempfile
 import textwrap
 import time
 
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # single thread for every peer
+import bottleneck as bn
+import numba
+import numbagg
+import numpy as np
+import pandas as pd
 
-import bottleneck as bn  # noqa: E402
-import numbagg  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import kernels
+from kernels import parallel
 
-import kernels  # noqa: E402
+# the single-threaded tables: the toolkit on one thread, numba's pool at one
+parallel.set_threads(1)
+CORES = parallel.cores()
+numba.set_num_threads(1)
 
 WINDOW = 60
 ALPHA = 0.05
@@ -212,6 +221,72 @@ def speed_table(x, repeat):
     return "\n".join(lines)
 
 
+def _numbagg(f, parallel_target: bool):
+    """Call numbagg's ``f`` single-threaded (its CPU target) or at its default."""
+
+    def call(*args, **kwargs):
+        f._target_cpu = not parallel_target
+        numba.set_num_threads(CORES if parallel_target else 1)
+        try:
+            return f(*args, **kwargs)
+        finally:
+            f._target_cpu = True
+            numba.set_num_threads(1)
+
+    return call
+
+
+def _threads(n, f):
+    def call():
+        with parallel.use_threads(n):
+            return f()
+    return call
+
+
+def cores_table(x, repeat):
+    """Every library single-threaded and at its default, beside the memory floor."""
+    rows = {
+        "rolling mean, min_count 1": (
+            lambda: kernels.move_mean(x, WINDOW, min_count=1),
+            lambda: bn.move_mean(x, WINDOW, min_count=1),
+            lambda p: _numbagg(numbagg.move_mean, p)(x, window=WINDOW, min_count=1)),
+        "rolling std, min_count 2": (
+            lambda: kernels.move_std(x, WINDOW, min_count=2),
+            lambda: bn.move_std(x, WINDOW, min_count=2, ddof=1),
+            lambda p: _numbagg(numbagg.move_std, p)(x, window=WINDOW, min_count=2)),
+        "rolling max": (
+            lambda: kernels.move_max(x, WINDOW),
+            lambda: bn.move_max(x, WINDOW),
+            None),
+        "EWMA mean": (
+            lambda: kernels.ewm_mean(x, alpha=ALPHA),
+            None,
+            lambda p: _numbagg(numbagg.move_exp_nanmean, p)(x, alpha=ALPHA)),
+    }
+    impls = {}
+    for name, (ours, bottle, nbagg) in rows.items():
+        row = {"toolkit 1": _threads(1, ours), f"toolkit {CORES}": _threads(CORES, ours)}
+        if bottle is not None:
+            row["bottleneck 1"] = bottle
+        if nbagg is not None:
+            row["numbagg 1"] = lambda nbagg=nbagg: nbagg(False)
+            row["numbagg default"] = lambda nbagg=nbagg: nbagg(True)
+        impls[name] = row
+    best = best_of_rows({**impls, "memory floor": {"copy": lambda: x.copy()}}, repeat)
+    floor = best["memory floor"]["copy"]
+    cols = ["toolkit 1", f"toolkit {CORES}", "bottleneck 1", "numbagg 1", "numbagg default"]
+    header = (f"{'operation':<28}" + "".join(f"{c + ' s':>18}" for c in cols)
+              + f"{'numpy copy s':>15}{'toolkit ' + str(CORES) + ' / copy':>20}")
+    lines = [f"every library single-threaded (1) and at its default; toolkit on {CORES} "
+             "threads (its default outside Dask)", header, "-" * len(header)]
+    for name in rows:
+        t = best[name]
+        cells = "".join(f"{t[c]:>18.3f}" if c in t else f"{'-':>18}" for c in cols)
+        lines.append(f"{name:<28}{cells}{floor:>15.3f}"
+                     f"{t[f'toolkit {CORES}'] / floor:>19.2f}x")
+    return "\n".join(lines)
+
+
 def accuracy_table():
     """Max relative error of the rolling std on 101325 Pa +- 0.5 Pa, window 60."""
     rng = np.random.default_rng(0)
@@ -309,18 +384,25 @@ def compile_table(warm_runs=3):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small arrays, one repeat")
+    parser.add_argument("--cores", action="store_true",
+                        help="only the table of every library on every core")
     args = parser.parse_args()
     shape = (50, 100_000) if args.quick else (200, 500_000)
     repeat = 1 if args.quick else 5
     rng = np.random.default_rng(1)
     x = rng.standard_normal(shape)
     x[rng.random(shape) < 0.05] = np.nan
+    if args.cores:
+        print(f"float64 array {shape}, 5% NaN, window {WINDOW}, best of {repeat}\n")
+        print(cores_table(x, repeat))
+        return
     print(f"float64 array {shape}, 5% NaN, window {WINDOW}, single thread, "
           f"best of {repeat}\n")
     print(speed_table(x, repeat), end="\n\n")
     print(binning_table(repeat), end="\n\n")
     print(accuracy_table(), end="\n\n")
-    print(compile_table())
+    print(compile_table(), end="\n\n")
+    print(cores_table(x, repeat))
 
 
 if __name__ == "__main__":
