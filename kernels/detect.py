@@ -25,15 +25,48 @@ from .flags import MISSING, NOT_EVALUATED, PASS, SUSPECT
 from .parallel import Rows, Scratch, run_rows
 
 MAD_SCALE = 1.4826  # makes the MAD of normal noise its standard deviation
+MEAN_AD_SCALE = 1.2533  # makes the mean absolute deviation of normal noise its std
+_DECIMALS = 12
 
 
 @njit(inline="always")
-def _median_mad(values, m, scratch):
-    """Median and MAD of values[:m] (reordered in place; scratch for deviations)."""
-    med = np.median(values[:m])
+def _decimal_resolution(values, m):
+    """The finest decimal step among values[:m]: 1 for 101325.0, 0.1 for 20.5..."""
+    finest = 1.0
     for j in range(m):
-        scratch[j] = abs(values[j] - med)
-    return med, np.median(scratch[:m])
+        v = abs(values[j])
+        step = 1.0
+        k = 0
+        while k < _DECIMALS:
+            scaled = v / step
+            if abs(scaled - np.round(scaled)) <= 1e-9 * max(1.0, scaled):
+                break
+            step *= 0.1
+            k += 1
+        finest = min(finest, step)
+    return finest
+
+
+@njit(inline="always")
+def _robust_scale(values, m, scratch):
+    """Median and robust scale of values[:m] (reordered in place; scratch for deviations).
+
+    The scale is 1.4826 * MAD; where more than half the window holds one
+    value (quantised data, a sensor's resolution) the MAD is 0, and the scale
+    falls back to 1.2533 * the mean absolute deviation from the median, but
+    never below the finest decimal step of the window's values (the
+    readings' resolution: a change of one step scores at most 1).
+    """
+    med = np.median(values[:m])
+    total = 0.0
+    for j in range(m):
+        d = abs(values[j] - med)
+        scratch[j] = d
+        total += d
+    mad = np.median(scratch[:m])
+    if mad > 0.0:
+        return med, MAD_SCALE * mad
+    return med, max(MEAN_AD_SCALE * total / m, _decimal_resolution(values, m))
 
 
 @njit(**JIT_OPTIONS)
@@ -54,8 +87,8 @@ def _robust_zscore(a, window, min_count, threshold, buf, scratch, score, flag):
                 score[r, i] = np.nan
                 flag[r, i] = NOT_EVALUATED
             else:
-                med, mad = _median_mad(buf, m, scratch)
-                z = (v - med) / (MAD_SCALE * mad) if v != med else 0.0
+                med, scale = _robust_scale(buf, m, scratch)
+                z = (v - med) / scale
                 score[r, i] = z
                 flag[r, i] = SUSPECT if abs(z) > threshold else PASS
 
@@ -66,9 +99,12 @@ def robust_zscore(a, window: int, threshold: float = 5.0, min_count: int | None 
     """Robust z-score against the ``window`` samples before each sample.
 
     ``z = (x - median) / (1.4826 * MAD)`` of the preceding window, so one
-    outlier moves neither its own reference nor the scale much. A window
-    whose MAD is 0 gives ±inf for a different value and 0 for the median
-    itself. O(n * window).
+    outlier moves neither its own reference nor the scale much. The score is
+    always finite: where more than half of the window holds one value
+    (quantised readings) the MAD is 0 and the scale is 1.2533 times the mean
+    absolute deviation from the median, but at least the finest decimal step
+    of the window's values (their resolution), so one step of resolution
+    scores at most 1. O(n * window).
 
     Returns
     -------
@@ -114,8 +150,8 @@ def _hampel(a, half, min_count, threshold, buf, scratch, filtered, flag):
             if m < min_count:
                 flag[r, i] = NOT_EVALUATED
                 continue
-            med, mad = _median_mad(buf, m, scratch)
-            if abs(v - med) > threshold * MAD_SCALE * mad:
+            med, scale = _robust_scale(buf, m, scratch)
+            if abs(v - med) > threshold * scale:
                 filtered[r, i] = med
                 flag[r, i] = SUSPECT
             else:
@@ -130,8 +166,9 @@ def hampel(a, half_window: int, threshold: float = 3.0, min_count: int | None = 
 
     A sample is an outlier when it lies more than ``threshold`` scaled MADs
     from the median of the ``2 * half_window + 1`` samples centred on it
-    (NaN skipped; the window is cut at the ends). Needs ``half_window``
-    samples of overlap on both sides of a chunk.
+    (NaN skipped; the window is cut at the ends). The scale never is 0: see
+    :func:`robust_zscore`. Needs ``half_window`` samples of overlap on both
+    sides of a chunk.
 
     Returns
     -------

@@ -7,8 +7,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels.detect import MAD_SCALE, cusum, drift, hampel, robust_zscore
+from kernels.detect import MAD_SCALE, MEAN_AD_SCALE, cusum, drift, hampel, robust_zscore
 from tests.helpers import series
+
+
+def robust_scale(w):
+    """The reference scale: 1.4826 MAD, else 1.2533 mean |deviation| but at least
+    the finest decimal step of the values."""
+    med = np.median(w)
+    mad = np.median(np.abs(w - med))
+    if mad > 0:
+        return med, MAD_SCALE * mad
+    mean_ad = np.abs(w - med).mean()
+    steps = []
+    for v in np.abs(w):
+        step = 1.0
+        for _ in range(12):
+            if abs(v / step - round(v / step)) <= 1e-9 * max(1.0, v / step):
+                break
+            step *= 0.1
+        steps.append(step)
+    return med, max(MEAN_AD_SCALE * mean_ad, min(min(steps), 1.0))
 
 
 def finite(x):
@@ -26,10 +45,8 @@ def slow_robust(x, window, min_count, threshold):
         if len(w) < min_count:
             f[i] = 2
             continue
-        med = np.median(w)
-        mad = np.median(np.abs(w - med))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z[i] = 0.0 if x[i] == med else (x[i] - med) / (MAD_SCALE * mad)
+        med, scale = robust_scale(w)
+        z[i] = (x[i] - med) / scale
         f[i] = 3 if abs(z[i]) > threshold else 1
     return z, f
 
@@ -56,9 +73,8 @@ def slow_hampel(x, half, min_count, threshold):
         if len(w) < min_count:
             f[i] = 2
             continue
-        med = np.median(w)
-        mad = np.median(np.abs(w - med))
-        if abs(x[i] - med) > threshold * MAD_SCALE * mad:
+        med, scale = robust_scale(w)
+        if abs(x[i] - med) > threshold * scale:
             out[i], f[i] = med, 3
         else:
             f[i] = 1
@@ -142,3 +158,21 @@ def test_errors():
         cusum(np.ones(4), 0.0, 0.0)
     with pytest.raises(ValueError, match="max_slope"):
         drift(np.ones(4), 3, max_slope=-1)
+
+
+def test_robust_scores_are_finite_and_meaningful_on_quantised_and_constant_data():
+    # a quantised sensor: over half of every window holds one value, MAD 0
+    rng = np.random.default_rng(3)
+    x = 20.0 + 0.1 * (rng.random(500) < 0.3)
+    x[400] = 21.0  # ten steps of resolution: an outlier
+    z, f = robust_zscore(x, 60, 5.0)
+    assert np.isfinite(z[60:]).all()
+    assert f[400] == 3 and (f[60:400] == 1).all()  # one quantum is not an outlier
+    filtered, hf = hampel(x, 10)
+    assert hf[400] == 3 and filtered[400] == 20.0 and (hf[:400] == 1).all()
+    # a constant window: a change scores in steps of the values' resolution
+    z, f = robust_zscore(np.array([5.5] * 20 + [5.6, 5.5, 7.5]), 10, 5.0)
+    np.testing.assert_allclose(z[20:], [1.0, 0.0, 20.0], atol=1e-9)
+    assert f.tolist()[20:] == [1, 1, 3]
+    z, _ = robust_zscore(np.array([101325.0] * 12 + [101327.0]), 10)
+    assert z[-1] == 2.0
