@@ -16,9 +16,10 @@ other:
   ``$top``, ``$orderby``, ``$filter=phenomenonTime ...``; pages follow
   ``@iot.nextLink`` as an opaque URL (``$skip`` when a server gives none).
 - ``thingspeak``: a stream per channel; the channel's ``field1``..``field8``
-  names are the metrics. Pages are time windows (``start``/``end``), halved
-  while a window comes back full (ThingSpeak answers at most 8,000 entries,
-  the latest ones); entries are de-duplicated by ``entry_id``.
+  names are the metrics. ThingSpeak answers the latest entries of a
+  ``start``/``end`` window, at most 8,000: pages walk back in time, each
+  window ending at the oldest entry of the one before, until a window is not
+  full; entries are de-duplicated by ``entry_id``.
 
 The pure parts (discovery answers and pages to samples) are here; the
 fetching, planning and regularising are in :mod:`toolkit.io.http`.
@@ -81,7 +82,6 @@ class Feed:
     missing: tuple = ()
     params: dict = field(default_factory=dict)
     since_param: str | None = None
-    window: pd.Timedelta = pd.Timedelta("1D")
     credentials: Credentials | None = None
     http: HttpOptions = HttpOptions()
 
@@ -751,12 +751,9 @@ def thingspeak_stream(feed: Feed, channel, info: dict, start, end) -> Stream:
               if isinstance(info.get(f"field{k}"), str) and info.get(f"field{k}")}
     if feed.metrics is not None:
         fields = {k: v for k, v in fields.items() if v in feed.metrics}
-    created = info.get("created_at")
-    updated = info.get("updated_at")
-    lo = start if start is not None else (_ns(created) if created else None)
-    hi = end if end is not None else (_ns(updated) if updated else None)
+    # (the channel's updated_at is when its settings changed, not its last entry)
     return Stream(url=thingspeak_url(feed, channel), device=str(channel), fields=fields,
-                  start=lo, end=hi)
+                  start=start, end=end)
 
 
 def _ns(text) -> int:
@@ -764,16 +761,36 @@ def _ns(text) -> int:
     return (stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")).value
 
 
-def thingspeak_window_url(stream: Stream, feed: Feed, lo: int, hi: int) -> str:
+def thingspeak_window_url(stream: Stream, feed: Feed, lo: int | None, hi: int | None,
+                          results: int) -> str:
+    """A window's URL (``start``/``end`` inclusive, to the second; None: open)."""
     fmt = "%Y-%m-%d %H:%M:%S"
-    return with_params(stream.url, {"start": pd.Timestamp(lo).strftime(fmt),
-                                    "end": pd.Timestamp(hi).strftime(fmt),
-                                    "results": THINGSPEAK_MAX, **feed.params})
+    params = {"results": results, **feed.params}
+    if lo is not None:
+        params["start"] = pd.Timestamp(lo).strftime(fmt)
+    if hi is not None:
+        params["end"] = pd.Timestamp(hi).strftime(fmt)
+    return with_params(stream.url, params)
+
+
+def thingspeak_oldest(feeds: list) -> int | None:
+    """The time of a window's oldest entry (ThingSpeak lists entries oldest first)."""
+    for e in feeds:
+        if isinstance(e, dict) and isinstance(e.get("created_at"), str):
+            try:
+                return _ns(e["created_at"])
+            except ValueError:
+                continue
+    return None
 
 
 def thingspeak_add(body, stream: Stream, feed: Feed, collector: Collector, url, response,
                    page, seen: set) -> int:
     """Add a window's entries (new entry ids only); returns the number of entries."""
+    if body == -1:
+        raise page_error(response, page, "ThingSpeak answers -1: no such channel, or a "
+                         "private one (pass token=..., token_param='api_key')",
+                         feed.credentials)
     if not isinstance(body, dict) or not isinstance(body.get("feeds"), list):
         raise page_error(response, page, "not a ThingSpeak answer (an object with 'channel' "
                          "and 'feeds')", feed.credentials)
@@ -831,4 +848,5 @@ def csv_schema_for(feed: Feed, schema: Schema, device: str | None) -> Schema:
 __all__ = ["FORMATS", "PAGINGS", "Collector", "Feed", "Mapping", "Stream", "add_records",
            "check_feed_args", "decode_json", "next_url", "records_of", "resolve_mapping",
            "sta_add", "sta_add_typed", "sta_first_url", "sta_streams", "thingspeak_add",
-           "thingspeak_stream", "thingspeak_window_url", "times_to_ns", "values_to_float"]
+           "thingspeak_oldest", "thingspeak_stream", "thingspeak_window_url", "times_to_ns",
+           "values_to_float"]

@@ -40,6 +40,7 @@ from ..errors import ArgumentError, LoadError
 from .csvparse import Block, parse_bytes
 from .csvschema import infer_schema
 from .feeds import (
+    THINGSPEAK_MAX,
     Collector,
     Feed,
     Mapping,
@@ -57,6 +58,7 @@ from .feeds import (
     sta_first_url,
     sta_streams,
     thingspeak_add,
+    thingspeak_oldest,
     thingspeak_stream,
     thingspeak_window_url,
 )
@@ -73,7 +75,7 @@ def feed(url: str, *, format: str = "json", devices=None, paging: str = "auto",
          time: str | None = None, device=None, metric: str | None = None,
          value: str | None = None, metrics=None, ignore=(), time_format: str | None = None,
          timezone: str | None = None, units: dict | None = None, missing=(),
-         params: dict | None = None, since_param: str | None = None, window="1D",
+         params: dict | None = None, since_param: str | None = None,
          token=None, token_env: str | None = None, header: str | None = None,
          token_param: str | None = None, connect_timeout: float = 10.0,
          read_timeout: float = 60.0, retries: int = 8, max_bytes: int = 256 * 2**20,
@@ -97,12 +99,6 @@ def feed(url: str, *, format: str = "json", devices=None, paging: str = "auto",
         raise ArgumentError("format='thingspeak' needs devices=[<channel id>, ...]")
     if not isinstance(page_size, int) or page_size < 1:
         raise ArgumentError(f"page_size must be a positive integer, got {page_size!r}")
-    try:
-        step = pd.Timedelta(window)
-    except (TypeError, ValueError) as err:
-        raise ArgumentError(f"window must be a duration, got window={window!r}") from err
-    if not step > pd.Timedelta(0):
-        raise ArgumentError(f"window must be positive, got window={window!r}")
     if devices is not None and not isinstance(devices, str):
         devices = tuple(str(d) for d in devices)
         if not devices:
@@ -118,7 +114,7 @@ def feed(url: str, *, format: str = "json", devices=None, paging: str = "auto",
                 metrics=None if metrics is None else tuple(metrics), ignore=tuple(ignore),
                 time_format=time_format, timezone=timezone, units=dict(units or {}),
                 missing=tuple(float(m) for m in missing), params=dict(params or {}),
-                since_param=since_param, window=step, credentials=creds, http=http)
+                since_param=since_param, credentials=creds, http=http)
 
 
 # --------------------------------------------------------------------------------------
@@ -478,48 +474,33 @@ async def _read_sta(f: Fetcher, plan: Plan, stream: Stream, collector: Collector
 
 
 async def _read_thingspeak(f: Fetcher, plan: Plan, stream: Stream, collector: Collector):
+    """A channel's entries, newest window first: each window ends at the oldest entry of
+    the one before (inclusive; repeated entries are dropped by id) until one is not full."""
     feed = plan.feed
     seen: set = set()
-    one_second = 10**9
     lo = stream.start
     if stream.since is not None:
         lo = stream.since + 1 if lo is None else max(lo, stream.since + 1)
     hi = stream.end
-    if lo is None or hi is None or hi < lo:
-        if hi is not None and lo is not None and hi < lo:
-            return
-        lo = lo if lo is not None else pd.Timestamp("1970-01-01").value
-        hi = hi if hi is not None else pd.Timestamp.now("UTC").value
-    step = int(feed.window.value)
-    windows = []
-    at = lo - lo % one_second
-    while at <= hi:
-        windows.append((at, min(at + step - one_second, hi)))
-        at += step
-    limit = min(feed.page_size if feed.page_size != 1000 else 8000, 8000)
-    counter = iter(range(10**9))
-
-    async def window(a, b):
-        url = thingspeak_window_url(stream, feed, a, b)
-        if limit != 8000:
-            url = with_params(url, {"results": limit})
-        page = next(counter)
+    if lo is not None and hi is not None and hi < lo:
+        return
+    limit = min(feed.page_size, THINGSPEAK_MAX) if feed.page_size != 1000 else THINGSPEAK_MAX
+    page, before = 0, None
+    while True:
+        url = thingspeak_window_url(stream, feed, lo, hi, limit)
         resp = await _get_page(f, url, page)
         body = decode_json(resp, page, feed.credentials)
         collector.pages += 1
-        if isinstance(body, dict) and isinstance(body.get("feeds"), list) and \
-                len(body["feeds"]) >= limit:
-            # full: ThingSpeak kept only the latest entries; read both halves
-            if b - a < one_second:
-                raise page_error(resp, page, f"over {limit} entries within one second; "
-                                 "they cannot be read apart", feed.credentials)
-            mid = a + ((b - a) // 2) // one_second * one_second
-            await asyncio.gather(window(a, mid), window(mid + one_second, b))
+        n = thingspeak_add(body, stream, feed, collector, redact(resp.url, feed.credentials),
+                           resp, page, seen)
+        if n < limit:
             return
-        thingspeak_add(body, stream, feed, collector, redact(resp.url, feed.credentials),
-                       resp, page, seen)
-
-    await asyncio.gather(*(window(a, b) for a, b in windows))
+        oldest = thingspeak_oldest(body["feeds"])
+        if oldest is None or (before is not None and oldest >= before):
+            raise page_error(resp, page, f"over {limit} entries within one second; they "
+                             "cannot be read apart", feed.credentials)
+        before, hi = oldest, oldest
+        page += 1
 
 
 # --------------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ FORMATS = {
     "csv": lambda url, d: (url + "/api/{device}/samples.csv",
                            dict(format="csv", devices=device_ids(d))),
     "thingspeak": lambda url, d: (url, dict(format="thingspeak", devices=[1, 2, 3, 4, 5],
-                                            page_size=40, window="2h")),
+                                            page_size=40)),
 }
 
 

@@ -59,7 +59,7 @@ def test_sync_twice_stores_exactly_the_feed_and_the_second_run_changes_nothing(
         "json": (server.url + "/api/{device}/samples.json",
                  dict(devices=devices, since_param="since")),
         "thingspeak": (server.url, dict(format="thingspeak", devices=[1, 2, 3, 4],
-                                        window="30min")),
+                                        page_size=10)),
     }[kind]
     path = tmp_path / "store"
     first = sync(source, path, batch_streams=3, **kwargs)
