@@ -475,6 +475,14 @@ class TelemetryAccessor:
         """Anomaly detectors: :class:`Detect`."""
         return Detect(self._obj)
 
+    @property
+    def plot(self):
+        """Plots (matplotlib): ``.series(device, events=..., flags=...)`` and
+        ``.coverage()``; see :mod:`toolkit.plots`."""
+        from .plots import Plot
+
+        return Plot(self._obj)
+
 
 xr.register_dataset_accessor("telemetry")(TelemetryAccessor)
 xr.register_dataarray_accessor("telemetry")(TelemetryAccessor)
