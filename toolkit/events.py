@@ -63,8 +63,50 @@ def _merge_across_chunks(events: pd.DataFrame) -> pd.DataFrame:
     group = (~continues).cumsum()
     merged = events.groupby(group, sort=False).agg(
         device=("device", "first"), metric=("metric", "first"), start=("start", "first"),
-        end=("end", "last"), kind=("kind", "first"), score=("score", "max"))
-    return merged.reset_index(drop=True)[EVENT_COLUMNS]
+        end=("end", "last"), kind=("kind", "first"), score=("score", "max"),
+        first=("first", "first"), last=("last", "last"))
+    return merged.reset_index(drop=True)
+
+
+def _join_in_time(left, right):
+    """Two adjacent stretches of one block row's events, joined (on a worker).
+
+    Each side is ``(lo, hi, table)``: the global sample range it covers and
+    its runs. Only the runs that end at ``left``'s last sample and those that
+    start at ``right``'s first can continue each other; every other run
+    passes through untouched.
+    """
+    (lo, mid, a), (mid_next, hi, b) = left, right
+    ends = a["last"] == mid
+    starts = b["first"] == mid_next
+    if not ends.any() or not starts.any():
+        return lo, hi, pd.concat([a, b], ignore_index=True)
+    joined = _merge_across_chunks(pd.concat([a[ends], b[starts]], ignore_index=True))
+    return lo, hi, pd.concat([a[~ends], joined, b[~starts]], ignore_index=True)
+
+
+def _tree(items, combine):
+    """Pairwise reduction of delayed ``items`` (in order) with ``combine``."""
+    while len(items) > 1:
+        items = [combine(items[k], items[k + 1]) if k + 1 < len(items) else items[k]
+                 for k in range(0, len(items), 2)]
+    return items[0]
+
+
+def _concat(*parts):
+    """Tables, or stretches of them, in one table."""
+    tables = [p[2] if isinstance(p, tuple) else p for p in parts]
+    tables = [t for t in tables if len(t)]
+    return pd.concat(tables, ignore_index=True) if tables else \
+        pd.DataFrame(columns=[*EVENT_COLUMNS, "first", "last"])
+
+
+def _final(table):
+    if isinstance(table, tuple):
+        table = table[2]
+    if not len(table):
+        return pd.DataFrame(columns=EVENT_COLUMNS)
+    return table[EVENT_COLUMNS].sort_values(["device", "metric", "start"], ignore_index=True)
 
 
 def flags_to_events(
@@ -77,10 +119,13 @@ def flags_to_events(
     """Turn flag variables into an events table, one row per run of flags.
 
     A sample counts when its flag is ``>= min_flag`` and is not 9 (missing).
-    With a Dask-backed input, each chunk's runs are found on the worker that
-    holds it and only the (small) tables come back; runs that a time-chunk
-    boundary cut in two are joined again, so any chunking gives the same
-    table.
+    With a Dask-backed input everything happens on the workers: each chunk's
+    runs are found where the chunk lives; along time, neighbouring chunks'
+    tables are joined in a tree in which only the runs touching the shared
+    edge are looked at (a run crossing several chunks is joined step by
+    step); the tables of the device blocks and variables are concatenated in
+    a tree too, and the client receives the final table only. Any chunking
+    gives the same table.
 
     Parameters
     ----------
@@ -104,14 +149,14 @@ def flags_to_events(
     0      a      t 2026-01-01 01:00:00 2026-01-01 02:00:00
     """
     times = flags[TIME].values
-    tasks = []
+    local, rows = [], []
     for name in flags.data_vars:
         f = flags[name].transpose(DEVICE, TIME)
         f = f.where(f != FLAG_MISSING, 0).astype(np.int8)
         s = None if scores is None else scores[name].transpose(DEVICE, TIME)
         devices = f[DEVICE].values
         if f.chunks is None:
-            tasks.append(_block_events(f.values, None if s is None else s.values,
+            local.append(_block_events(f.values, None if s is None else s.values,
                                        devices, times, 0, name, kind, min_flag))
             continue
         if s is not None:
@@ -121,18 +166,28 @@ def flags_to_events(
         dev_off = np.cumsum((0,) + f.chunks[0])
         time_off = np.cumsum((0,) + f.chunks[1])
         token = dask.base.tokenize(f.data, None if s is None else s.data, kind, min_flag)
-        for i, j in np.ndindex(*f_blocks.shape):
-            tasks.append(dask.delayed(_block_events, pure=True)(
-                f_blocks[i, j], None if s_blocks is None else s_blocks[i, j],
+        for i in range(f_blocks.shape[0]):
+            stretches = [dask.delayed(_block_stretch, pure=True)(
+                int(time_off[j + 1]) - 1, f_blocks[i, j],
+                None if s_blocks is None else s_blocks[i, j],
                 devices[dev_off[i]:dev_off[i + 1]], times[time_off[j]:time_off[j + 1]],
                 int(time_off[j]), name, kind, min_flag,
-                dask_key_name=f"flags-to-events-{name}-{i}-{j}-{token}",
-            ))
-    tables = [t for t in dask.compute(*tasks) if len(t)]
+                dask_key_name=f"flags-to-events-{name}-{i}-{j}-{token}")
+                for j in range(f_blocks.shape[1])]
+            rows.append(_tree(stretches, dask.delayed(_join_in_time, pure=True)))
+    if rows:
+        table = _tree(rows, dask.delayed(_concat, pure=True))
+        local.append(dask.compute(dask.delayed(_final, pure=True)(table))[0])
+    tables = [t for t in local if len(t)]
     if not tables:
         return pd.DataFrame(columns=EVENT_COLUMNS)
-    return _merge_across_chunks(pd.concat(tables, ignore_index=True)).sort_values(
-        ["device", "metric", "start"], ignore_index=True)
+    return _final(pd.concat(tables, ignore_index=True))
+
+
+def _block_stretch(hi, flags, scores, devices, times, offset, metric, kind, min_flag):
+    """A block's runs as a stretch ``(first sample, last sample, table)``."""
+    return offset, hi, _block_events(flags, scores, devices, times, offset, metric, kind,
+                                     min_flag)
 
 
 def evaluate_events(

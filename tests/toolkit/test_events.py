@@ -110,3 +110,19 @@ def test_any_chunking_gives_the_same_table(time_chunk, device_chunk):
     chunks = {"time": time_chunk, "device": device_chunk}
     got = flags_to_events(ds.chunk(chunks), sc.chunk(chunks))
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_events_crossing_many_chunks_are_joined_on_the_workers(client):
+    # runs of every length across 1-sample to 9-sample chunks, on a real cluster
+    rng = np.random.default_rng(5)
+    flags = np.repeat(rng.choice(np.array([1, 3, 4], dtype=np.int8), size=(5, 40)),
+                      rng.integers(1, 12, 40), axis=1)[:, :160]
+    coords = {"device": [f"d{i}" for i in range(5)],
+              "time": pd.date_range("2026-03-01", periods=flags.shape[1], freq="1min")}
+    ds = xr.Dataset({"t": (("device", "time"), flags), "u": (("device", "time"), flags[::-1])},
+                    coords=coords)
+    expected = flags_to_events(ds)
+    assert (expected.end - expected.start).max() > pd.Timedelta("20min")
+    for time_chunk in (3, 10):
+        got = flags_to_events(ds.chunk(time=time_chunk, device=2))
+        pd.testing.assert_frame_equal(got, expected)
