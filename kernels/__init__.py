@@ -35,7 +35,7 @@ from ._cache import CACHE_DIR  # noqa: I001
 
 from . import distribution, flags, parallel
 from .binning import Binned, bin_rows, bin_samples, combine_bins
-from .detect import cusum, drift, hampel, robust_zscore
+from .detect import cusum, drift, hampel, peer_zscore, robust_zscore
 from .ewm import EwmState, ewm_mean, ewm_std, ewm_var
 from .fill import ffill, interpolate
 from .lttb import lttb
@@ -56,7 +56,7 @@ from .timewindow import time_rolling
 __all__ = [
     "CACHE_DIR", "distribution", "flags", "parallel",
     "Binned", "bin_rows", "bin_samples", "combine_bins",
-    "cusum", "drift", "hampel", "robust_zscore",
+    "cusum", "drift", "hampel", "peer_zscore", "robust_zscore",
     "EwmState", "ewm_mean", "ewm_std", "ewm_var",
     "ffill", "interpolate",
     "lttb",

@@ -20,7 +20,7 @@ from ._wrap import (
     from_series,
     series_state,
 )
-from .distribution import Scan, Window, distributed
+from .distribution import Pointwise, Scan, Window, distributed
 from .flags import MISSING, NOT_EVALUATED, PASS, SUSPECT
 from .parallel import Rows, Scratch, run_rows
 
@@ -358,3 +358,94 @@ def _positive(value, name):
     if not value > 0:
         raise ValueError(f"{name} must be > 0, got {name}={value!r}")
     return value
+
+
+@njit(**JIT_OPTIONS)
+def _peer_zscore(a, order, starts, min_count, threshold, buf, scratch, score, flag):
+    n_groups = starts.shape[0] - 1
+    for t in range(a.shape[1]):
+        for g in range(n_groups):
+            m = 0
+            for k in range(starts[g], starts[g + 1]):
+                v = a[order[k], t]
+                if v == v:
+                    buf[m] = v
+                    m += 1
+            med = np.nan
+            scale = np.nan
+            if m >= min_count:
+                med, scale = _robust_scale(buf, m, scratch)
+            for k in range(starts[g], starts[g + 1]):
+                r = order[k]
+                v = a[r, t]
+                if v != v:
+                    score[r, t] = np.nan
+                    flag[r, t] = MISSING
+                elif m < min_count:
+                    score[r, t] = np.nan
+                    flag[r, t] = NOT_EVALUATED
+                else:
+                    z = (v - med) / scale
+                    score[r, t] = z
+                    flag[r, t] = SUSPECT if abs(z) > threshold else PASS
+
+
+@distributed(Pointwise(outputs=(("score", "same"), ("flag", "int8"))))
+def peer_zscore(a, threshold: float = 5.0, min_count: int = 3, *, groups=None,
+                axis: int = -1):
+    """Each series against its peers at the same time: a robust z-score across series.
+
+    At every time, the valid values of the series of one group (all series,
+    or those sharing a code in ``groups``) give a median and a robust scale
+    (see :func:`robust_zscore`: never 0); each series scores
+    ``(x - median) / scale``. A change that moves every peer (a weather
+    front over a site) leaves the scores as they were; one series leaving
+    its peers stands out. Pointwise along time: chunks of time need nothing
+    from each other, but every peer series must be in the call.
+
+    Parameters
+    ----------
+    a : array_like
+        Series along every axis but ``axis`` (the time axis); typically
+        ``(device, time)``.
+    threshold : float
+        Flag 3 (suspect) where ``|z| > threshold``.
+    min_count : int
+        Peers with a value needed at a time (fewer: flag 2, score NaN).
+    groups : array_like of int or str, optional
+        One label per series (in the order of the series, ``axis`` removed):
+        each series is compared with its own group only.
+
+    Returns
+    -------
+    (score, flag)
+
+    Examples
+    --------
+    >>> x = np.array([[20.0, 25.0], [20.5, 25.4], [19.8, 24.9], [20.2, 31.0]])
+    >>> z, f = peer_zscore(x, min_count=3)
+    >>> f[:, 1]  # all moved up by 5 but the last, which moved 11
+    array([1, 1, 1, 3], dtype=int8)
+    """
+    arr = as_float_array(a)
+    if isinstance(min_count, bool) or int(min_count) != min_count or min_count < 1:
+        raise ValueError(f"min_count must be a whole number >= 1, got {min_count!r}")
+    threshold = _positive(threshold, "threshold")
+    series, shape = as_series(arr, axis)
+    n = series.shape[0]
+    if groups is None:
+        codes = np.zeros(n, dtype=np.int64)
+    else:
+        labels = np.asarray(groups).reshape(-1)
+        if labels.shape[0] != n:
+            raise ValueError(f"groups holds {labels.shape[0]} labels for {n} series")
+        codes = np.unique(labels, return_inverse=True)[1].astype(np.int64)
+    order = np.argsort(codes, kind="stable").astype(np.int64)
+    starts = np.searchsorted(codes[order], np.arange(codes.max() + 2 if n else 1)).astype(
+        np.int64)
+    score = np.empty(series.shape, dtype=arr.dtype)
+    flag = np.empty(series.shape, dtype=np.int8)
+    if series.size:
+        _peer_zscore(series, order, starts, np.int64(min_count), threshold,
+                     np.empty(max(n, 1)), np.empty(max(n, 1)), score, flag)
+    return from_series(score, shape, axis), from_series(flag, shape, axis)

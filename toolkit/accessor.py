@@ -366,6 +366,20 @@ class Detect:
         """
         return detect.cusum(self._obj, target, scale, slack=slack, limit=limit)
 
+    def peers(self, threshold: float = 5.0, *, by: str | None = None, min_count: int = 3):
+        """Each device against its peers at the same time: ``(scores, flags)``.
+
+        See :func:`toolkit.ops.detect.peer_zscore` (``by``: a device
+        coordinate such as ``site``, to compare within groups).
+
+        Examples
+        --------
+        >>> scores, flags = fleet.telemetry.detect.peers(min_count=2)
+        >>> flags.temperature.dtype
+        dtype('int8')
+        """
+        return detect.peer_zscore(self._obj, threshold, by=by, min_count=min_count)
+
 
 class TelemetryAccessor:
     """Fleet analysis on xarray objects: ``ds.telemetry`` / ``da.telemetry``.

@@ -176,3 +176,42 @@ def test_robust_scores_are_finite_and_meaningful_on_quantised_and_constant_data(
     assert f.tolist()[20:] == [1, 1, 3]
     z, _ = robust_zscore(np.array([101325.0] * 12 + [101327.0]), 10)
     assert z[-1] == 2.0
+
+
+def slow_peers(x, groups, min_count, threshold):
+    """Peer z-scores with a plain loop over times and groups."""
+    z = np.full(x.shape, np.nan)
+    f = np.full(x.shape, 9, np.int8)
+    for t in range(x.shape[1]):
+        for g in set(groups):
+            rows = [r for r in range(x.shape[0]) if groups[r] == g]
+            w = np.array([x[r, t] for r in rows if not np.isnan(x[r, t])])
+            for r in rows:
+                if np.isnan(x[r, t]):
+                    continue
+                if len(w) < min_count:
+                    f[r, t] = 2
+                    continue
+                med, scale = robust_scale(w)
+                z[r, t] = (x[r, t] - med) / scale
+                f[r, t] = 3 if abs(z[r, t]) > threshold else 1
+    return z, f
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_peer_zscore_against_a_plain_loop(data):
+    rows = data.draw(st.integers(1, 9))
+    cols = data.draw(st.integers(1, 12))
+    x = np.array(data.draw(st.lists(st.one_of(st.floats(-50, 50), st.just(np.nan),
+                                              st.sampled_from([1.0, 1.5, 2.0])),
+                                    min_size=rows * cols, max_size=rows * cols)))
+    x = x.reshape(rows, cols)
+    groups = data.draw(st.lists(st.sampled_from("ab"), min_size=rows, max_size=rows))
+    min_count = data.draw(st.integers(1, 4))
+    from kernels import peer_zscore
+
+    z, f = peer_zscore(x, 3.0, min_count, groups=groups)
+    ez, ef = slow_peers(x, groups, min_count, 3.0)
+    np.testing.assert_array_equal(f, ef)
+    np.testing.assert_allclose(z, ez, rtol=1e-9, atol=1e-12)

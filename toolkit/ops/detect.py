@@ -17,12 +17,14 @@ import kernels
 from ..errors import ArgumentError
 from ..execution.apply import apply_kernel
 from ..model import (
+    DEVICE,
     FLAG_ATTRS,
     FLAG_MISSING,
     FLAG_NOT_EVALUATED,
     FLAG_PASS,
     FLAG_SUSPECT,
     TIME,
+    metric_names,
     with_history,
 )
 
@@ -241,5 +243,59 @@ def cusum(obj, target: float, scale: float, *, slack: float = 0.5, limit: float 
                                 f"limit={limit})")
 
 
-__all__ = ["cusum", "drift", "hampel", "robust_zscore", "rolling_zscore", "task_named",
-           "zscore_flags"]
+def peer_zscore(obj, threshold: float = 5.0, *, by: str | None = None, min_count: int = 3):
+    """Each device against its peers at the same time (fleet-relative robust z-score).
+
+    See :func:`kernels.peer_zscore`: at every time, the median and robust
+    scale of the devices (of each group of the device coordinate ``by``,
+    such as ``site``) give each device's score, so a change that moves every
+    peer is no anomaly and a device that leaves its peers is. On Dask the
+    device dimension is gathered into one chunk and each time chunk is one
+    task (a reduction over devices within the chunk).
+
+    Returns
+    -------
+    (scores, flags)
+        Same type as ``obj``: float scores and int8 QARTOD flags (3 where
+        ``|z| > threshold``, 2 with fewer than ``min_count`` peers, 9 missing).
+
+    Examples
+    --------
+    >>> x = xr.DataArray([[20.0, 25.0], [20.5, 25.4], [19.8, 24.9], [20.2, 31.0]],
+    ...                  dims=("device", "time"), name="t")
+    >>> z, f = peer_zscore(x.chunk(time=1))
+    >>> f.values[:, 1]
+    array([1, 1, 1, 3], dtype=int8)
+    """
+    if isinstance(obj, xr.Dataset):
+        pairs = {m: peer_zscore(obj[m], threshold, by=by, min_count=min_count)
+                 for m in metric_names(obj)}
+        history = f"peer_zscore(threshold={threshold}, by={by!r}, min_count={min_count})"
+        return tuple(with_history(xr.Dataset({m: p[k] for m, p in pairs.items()},
+                                             attrs=obj.attrs), history) for k in (0, 1))
+    da = obj.transpose(DEVICE, ...)
+    groups = None
+    if by is not None:
+        if by not in da.coords or da[by].dims != (DEVICE,):
+            raise ArgumentError(f"by={by!r} must name a coordinate along {DEVICE!r}; the "
+                                f"coordinates are {list(da.coords)}")
+        groups = da[by].values
+    if da.chunks is not None:
+        da = da.chunk({DEVICE: -1})
+
+    def block(x):
+        return kernels.peer_zscore(x, threshold, min_count, groups=groups, axis=0)
+
+    score, flag = xr.apply_ufunc(task_named(block, "peer_zscore"), da,
+                                 input_core_dims=[[DEVICE]],
+                                 output_core_dims=[[DEVICE], [DEVICE]], dask="parallelized",
+                                 output_dtypes=[da.dtype, np.int8])
+    attrs = _detector_attrs("peer z-score")
+    score = score.transpose(*da.dims).rename(da.name)
+    flag = flag.transpose(*da.dims).rename(da.name)
+    score.attrs, flag.attrs = attrs(da, "score"), attrs(da, "flag")
+    return score, flag
+
+
+__all__ = ["cusum", "drift", "hampel", "peer_zscore", "robust_zscore", "rolling_zscore",
+           "task_named", "zscore_flags"]
