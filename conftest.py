@@ -16,6 +16,6 @@ def _small_fleet():
 @pytest.fixture(autouse=True)
 def _doctest_names(doctest_namespace, request):
     doctest_namespace.update(np=np, pd=pd, xr=xr)
-    if any(name in str(request.node.fspath) for name in ("accessor", "plots")):
+    if any(name in str(request.node.fspath) for name in ("accessor", "plots", "report")):
         # the accessor's examples: toolkit.make_fleet(n_devices=2, days=0.1).dataset
         doctest_namespace["fleet"] = request.getfixturevalue("_small_fleet")

@@ -216,7 +216,7 @@ def _demo(args) -> int:
         finally:
             client.close()
     print(format_summary(result.summary))
-    print(f"wrote {result.store}, events.csv, ground_truth.csv, summary.csv "
+    print(f"wrote {result.store}, events.csv, ground_truth.csv, summary.csv, report.html "
           f"in {result.store.parent}")
     print(f"done in {result.seconds:.1f} s")
     return 0

@@ -27,9 +27,11 @@ from .feedserver import FeedServerProcess
 from .io.http import read_http
 from .model import DEVICE
 from .ops.detect import rolling_zscore, zscore_flags
+from .report import write_report
 from .synthetic import make_fleet
 
 STORE = "anomalies.zarr"
+REPORT = "report.html"
 
 
 @dataclass
@@ -60,7 +62,9 @@ def run_demo(
     Writes into ``out``: ``anomalies.zarr`` (per metric the z-score
     ``<metric>_zscore`` and the QARTOD flag ``<metric>_flag``), ``events.csv``
     (detected events), ``ground_truth.csv`` (injected anomalies) and
-    ``summary.csv`` (recall per kind, precision overall).
+    ``summary.csv`` (recall per kind, precision overall) and ``report.html``
+    (:func:`toolkit.report.write_report`: fleet overview, the most anomalous
+    devices, flag statistics, device health).
 
     With ``http=True`` the fleet makes the round trip of a real deployment:
     ``iot-toolkit serve-feed`` serves it as an OGC SensorThings API in a
@@ -118,6 +122,14 @@ def run_demo(
         matched.to_csv(out / "events.csv", index=False)
         fleet.events.to_csv(out / "ground_truth.csv", index=False)
         summary.to_csv(out / "summary.csv")
+        echo(f"writing the report {out / REPORT}")
+        write_report(out / REPORT, ds, flags=_unsuffixed(written, "_flag"), events=events,
+                     title="iot-toolkit demo: a synthetic fleet",
+                     load_report=ds.attrs.get("load_report"),
+                     params={"devices": devices, "days": days, "freq": freq,
+                             "detector": f"rolling z-score, window {window}",
+                             "threshold": f"|z| > {threshold}", "seed": seed,
+                             "source": "HTTP (SensorThings)" if http else "generated"})
         if http:
             report = alerts.post(events, server.url + "/devices/alerts")
             echo(str(report))

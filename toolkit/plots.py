@@ -151,7 +151,7 @@ def coverage(obj, freq=None, *, flags=None, what: str = "coverage", ax=None, max
         if flags is None:
             raise ArgumentError("what='flags' needs flags=<the flag Dataset>")
         f = _as_dataset(flags)
-        shared = [m for m in names if m in f] or metric_names(f)
+        shared = [m for m in names if m in f] or [str(n) for n in f.data_vars]
         share = xr.concat([(f[m] >= FLAG_SUSPECT).astype(np.float32) for m in shared],
                           "metric").mean("metric")
         title = "flags: share of samples suspect or worse"
@@ -167,10 +167,17 @@ def coverage(obj, freq=None, *, flags=None, what: str = "coverage", ax=None, max
         share = share.resample({TIME: pd.Timedelta(freq)}).mean()
     share = share.compute()
     if ax is None:
-        _, ax = plt.subplots(figsize=(10, max(2.5, min(12, 0.18 * ds.sizes[DEVICE] + 1.5))))
+        _, ax = plt.subplots(figsize=(10, max(2.5, min(8, 0.18 * ds.sizes[DEVICE] + 1.5))))
     image = share.plot.imshow(ax=ax, x=TIME, y=DEVICE, vmin=0, vmax=1,
                               cmap="viridis" if what == "coverage" else "magma_r",
                               add_colorbar=True, cbar_kwargs={"label": "share"})
+    ax.set_aspect("auto")  # fill the axes: time runs much longer than the devices
+    n_dev = share.sizes[DEVICE]
+    if n_dev > 40:  # at most ~40 device labels
+        step = -(-n_dev // 40)
+        ticks = list(range(0, n_dev, step))
+        ax.set_yticks(ticks)
+        ax.set_yticklabels([str(share[DEVICE].values[k]) for k in ticks])
     ax.set_title(title)
     return image
 
