@@ -1,8 +1,9 @@
 """The ``iot-toolkit demo`` job: a synthetic fleet through the whole stack.
 
 Generate a fleet with known anomalies on the workers, score every metric with
-the rolling z-score kernel, flag, write the result to Zarr, turn flags into
-events and measure them against the ground truth.
+the rolling z-score kernel, flag it and its time gaps, write the result to
+Zarr, turn flags into events, measure them against the ground truth and write
+the HTML report.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 from distributed import Client
@@ -25,12 +27,14 @@ from .events import evaluate_events, flags_to_events
 from .execution.progress import check_interrupted, compute
 from .feedserver import FeedServerProcess
 from .io.http import read_http
-from .model import DEVICE
+from .model import DEVICE, FLAG_FAIL, FLAG_MISSING
 from .ops.detect import rolling_zscore, zscore_flags
 from .report import write_report
 from .synthetic import make_fleet
 
 STORE = "anomalies.zarr"
+#: a run of missing samples longer than this many sampling steps is a gap
+GAP_STEPS = 10
 REPORT = "report.html"
 
 
@@ -103,19 +107,26 @@ def run_demo(
         min_count = max(2, window * 3 // 4)  # tolerate a few dropouts per window
         scores = rolling_zscore(ds, window, min_count=min_count)
         flags = zscore_flags(scores, threshold, values=ds)
-        result = xr.merge([_suffixed(scores, "_zscore"), _suffixed(flags, "_flag")],
-                          combine_attrs="override")
+        # a gap: no valid sample for longer than GAP_STEPS sampling steps
+        max_gap = GAP_STEPS * pd.Timedelta(freq)
+        gaps = ds.telemetry.flags.time_gaps(max_gap)
+        result = xr.merge([_suffixed(scores, "_zscore"), _suffixed(flags, "_flag"),
+                           _suffixed(gaps, "_gap")], combine_attrs="override")
         store = out / STORE
-        echo(f"scoring (rolling z-score, window {window}, |z| > {threshold}) "
-             f"and writing {store}")
+        echo(f"scoring (rolling z-score, window {window}, |z| > {threshold}; time gaps "
+             f"over {max_gap}) and writing {store}")
         # Zarr format 2: its spec covers string coordinates and consolidated
         # metadata, so any Zarr reader can open the store.
         compute(client, result.to_zarr(store, mode="w", compute=False,
                                        zarr_format=2, consolidated=True))
 
         written = xr.open_zarr(store)
-        events = flags_to_events(_unsuffixed(written, "_flag"),
-                                 _unsuffixed(written, "_zscore"), kind="zscore")
+        events = pd.concat([
+            flags_to_events(_unsuffixed(written, "_flag"), _unsuffixed(written, "_zscore"),
+                            kind="zscore"),
+            flags_to_events(_unsuffixed(written, "_gap"), kind="time_gap",
+                            min_flag=int(FLAG_FAIL))], ignore_index=True).sort_values(
+            ["device", "metric", "start"], ignore_index=True)
         check_interrupted()
         tolerance = 5 * pd.Timedelta(freq)
         summary, matched = evaluate_events(events, fleet.events, tolerance=tolerance)
@@ -123,12 +134,17 @@ def run_demo(
         fleet.events.to_csv(out / "ground_truth.csv", index=False)
         summary.to_csv(out / "summary.csv")
         echo(f"writing the report {out / REPORT}")
-        write_report(out / REPORT, ds, flags=_unsuffixed(written, "_flag"), events=events,
+        combined = np.maximum(_unsuffixed(written, "_flag").where(
+            _unsuffixed(written, "_flag") != FLAG_MISSING, 0), _unsuffixed(written, "_gap")
+            .where(_unsuffixed(written, "_gap") != FLAG_MISSING, 0)).astype(np.int8)
+        combined = combined.where(ds.notnull(), FLAG_MISSING).astype(np.int8)
+        write_report(out / REPORT, ds, flags=combined, events=events,
                      title="iot-toolkit demo: a synthetic fleet",
                      load_report=ds.attrs.get("load_report"),
                      params={"devices": devices, "days": days, "freq": freq,
                              "detector": f"rolling z-score, window {window}",
-                             "threshold": f"|z| > {threshold}", "seed": seed,
+                             "threshold": f"|z| > {threshold}",
+                             "time gaps": f"over {GAP_STEPS} steps", "seed": seed,
                              "source": "HTTP (SensorThings)" if http else "generated"})
         if http:
             report = alerts.post(events, server.url + "/devices/alerts")

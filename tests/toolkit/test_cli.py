@@ -34,7 +34,7 @@ def test_demo_end_to_end(tmp_path):
     table = run.stdout[run.stdout.index("kind "):]
     assert "spike" in table or "all" in table
     assert {p.name for p in out.iterdir()} == {
-        "anomalies.zarr", "events.csv", "ground_truth.csv", "summary.csv"}
+        "anomalies.zarr", "events.csv", "ground_truth.csv", "summary.csv", "report.html"}
 
     store = xr.open_zarr(out / "anomalies.zarr")
     assert store.sizes == {"device": 5, "time": 1440}
@@ -42,6 +42,7 @@ def test_demo_end_to_end(tmp_path):
         assert store[f"{name}_zscore"].dtype == np.float64
         assert store[f"{name}_flag"].dtype == np.int8
         assert set(np.unique(store[f"{name}_flag"])) <= {1, 2, 3, 4, 9}
+        assert set(np.unique(store[f"{name}_gap"])) <= {1, 2, 4, 9}
 
     truth = pd.read_csv(out / "ground_truth.csv", parse_dates=["start", "end"])
     expected = make_fleet(5, 1, seed=0).events
@@ -51,11 +52,13 @@ def test_demo_end_to_end(tmp_path):
     events = pd.read_csv(out / "events.csv", parse_dates=["start", "end"])
     assert list(events.columns) == ["device", "metric", "start", "end", "kind", "score",
                                     "matched_kind"]
-    # every event is a run of suspect flags in the store
+    # every event is a run of suspect flags (z-score) or a failed sample ending a
+    # gap (time gaps) in the store
+    assert set(events.kind) <= {"zscore", "time_gap"}
     for ev in events.itertuples():
-        flags = store[f"{ev.metric}_flag"].sel(device=ev.device,
-                                               time=slice(ev.start, ev.end))
-        assert (flags == 3).all()
+        name = f"{ev.metric}_{'flag' if ev.kind == 'zscore' else 'gap'}"
+        flags = store[name].sel(device=ev.device, time=slice(ev.start, ev.end))
+        assert (flags == (3 if ev.kind == "zscore" else 4)).all()
     summary = pd.read_csv(out / "summary.csv", index_col="kind")
     assert summary.loc["all", "injected"] == len(expected)
     assert summary.loc["all", "detections"] == len(events)
