@@ -69,6 +69,17 @@ def _robust_scale(values, m, scratch):
     return med, max(MEAN_AD_SCALE * total / m, _decimal_resolution(values, m))
 
 
+@njit(inline="always")
+def _scored(v, enough, med, scale, threshold):
+    """A sample's robust score and flag: missing, not evaluated, or pass/suspect."""
+    if v != v:
+        return np.nan, MISSING
+    if not enough:
+        return np.nan, NOT_EVALUATED
+    z = (v - med) / scale
+    return z, SUSPECT if abs(z) > threshold else PASS
+
+
 @njit(**JIT_OPTIONS)
 def _robust_zscore(a, window, min_count, threshold, buf, scratch, score, flag):
     for r in range(a.shape[0]):
@@ -80,17 +91,10 @@ def _robust_zscore(a, window, min_count, threshold, buf, scratch, score, flag):
                     buf[m] = x[j]
                     m += 1
             v = x[i]
-            if v != v:
-                score[r, i] = np.nan
-                flag[r, i] = MISSING
-            elif m < min_count:
-                score[r, i] = np.nan
-                flag[r, i] = NOT_EVALUATED
-            else:
+            med = scale = np.nan
+            if v == v and m >= min_count:
                 med, scale = _robust_scale(buf, m, scratch)
-                z = (v - med) / scale
-                score[r, i] = z
-                flag[r, i] = SUSPECT if abs(z) > threshold else PASS
+            score[r, i], flag[r, i] = _scored(v, m >= min_count, med, scale, threshold)
 
 
 @distributed(Window(before="window", outputs=(("score", "same"), ("flag", "int8"))))
@@ -377,17 +381,8 @@ def _peer_zscore(a, order, starts, min_count, threshold, buf, scratch, score, fl
                 med, scale = _robust_scale(buf, m, scratch)
             for k in range(starts[g], starts[g + 1]):
                 r = order[k]
-                v = a[r, t]
-                if v != v:
-                    score[r, t] = np.nan
-                    flag[r, t] = MISSING
-                elif m < min_count:
-                    score[r, t] = np.nan
-                    flag[r, t] = NOT_EVALUATED
-                else:
-                    z = (v - med) / scale
-                    score[r, t] = z
-                    flag[r, t] = SUSPECT if abs(z) > threshold else PASS
+                score[r, t], flag[r, t] = _scored(a[r, t], m >= min_count, med, scale,
+                                                  threshold)
 
 
 @distributed(Pointwise(outputs=(("score", "same"), ("flag", "int8"))))
