@@ -111,7 +111,8 @@ def run_demo(
         max_gap = GAP_STEPS * pd.Timedelta(freq)
         gaps = ds.telemetry.flags.time_gaps(max_gap)
         result = xr.merge([_suffixed(scores, "_zscore"), _suffixed(flags, "_flag"),
-                           _suffixed(gaps, "_gap")], combine_attrs="override")
+                           _suffixed(gaps, "_gap")], compat="override", join="exact",
+                          combine_attrs="override")
         store = out / STORE
         echo(f"scoring (rolling z-score, window {window}, |z| > {threshold}; time gaps "
              f"over {max_gap}) and writing {store}")

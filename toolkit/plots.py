@@ -166,6 +166,8 @@ def coverage(obj, freq=None, *, flags=None, what: str = "coverage", ax=None, max
     if freq is not None:
         share = share.resample({TIME: pd.Timedelta(freq)}).mean()
     share = share.compute()
+    labels = np.array([str(d) for d in share[DEVICE].values], dtype="U")  # plottable
+    share = share.assign_coords({DEVICE: labels})
     if ax is None:
         _, ax = plt.subplots(figsize=(10, max(2.5, min(8, 0.18 * ds.sizes[DEVICE] + 1.5))))
     image = share.plot.imshow(ax=ax, x=TIME, y=DEVICE, vmin=0, vmax=1,
