@@ -28,7 +28,7 @@ fetching, planning and regularising are in :mod:`toolkit.io.http`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 import msgspec
@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ArgumentError, LoadError
-from .csvschema import EPOCH_UNITS, Schema
+from .csvschema import EPOCH_UNITS
 from .fetch import Credentials, HttpOptions, Response, redact, with_params
 from .grid import Samples
 
@@ -838,11 +838,6 @@ def check_feed_args(format: str, paging: str) -> None:
         raise ArgumentError(f"format must be one of {FORMATS}, got format={format!r}")
     if paging not in PAGINGS:
         raise ArgumentError(f"paging must be one of {PAGINGS}, got paging={paging!r}")
-
-
-def csv_schema_for(feed: Feed, schema: Schema, device: str | None) -> Schema:
-    """The schema of CSV pages (inferred from the first page) with the feed's units."""
-    return replace(schema, units=dict(feed.units))
 
 
 __all__ = ["FORMATS", "PAGINGS", "Collector", "Feed", "Mapping", "Stream", "add_records",
