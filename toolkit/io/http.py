@@ -161,17 +161,27 @@ async def discover(feed: Feed, *, start=None, end=None, since: dict | None = Non
             if feed.format != "thingspeak":
                 s.start, s.end = _ns_or_none(start), _ns_or_none(end)
             if since:
-                known = [since.get((s.device, m)) for m in
-                         ([s.metric] if s.metric else list(s.fields.values()) or
-                          [m for d, m in since if d == s.device])]
-                known = [k for k in known if k is not None]
-                # a device with a metric never stored yet is read from its beginning
-                complete = bool(known) and (s.metric is not None or len(known) == len(
-                    [m for d, m in since if d == s.device]))
-                s.since = min(known) if known and complete else None
+                wide = plan.mapping.metrics if plan.mapping is not None else ()
+                s.since = _stream_since(s, since, wide)
         plan.requests, plan.retries = f.tally.requests, f.tally.retries
     plan.units = {**plan.units, **feed.units}
     return plan
+
+
+def _stream_since(stream: Stream, since: dict, metrics) -> int | None:
+    """The time after which ``stream`` may hold what the store lacks (None: all of it).
+
+    The oldest last-stored time among the stream's metrics -- a Datastream's
+    one, a channel's fields, the metric fields of wide records; a stream whose
+    metrics are not all known, or not all stored yet, is read whole (what the
+    store has already is dropped when the batch is appended).
+    """
+    if stream.device is None:
+        return None
+    wanted = [stream.metric] if stream.metric else list(stream.fields.values()) or \
+        list(metrics)
+    known = [since.get((stream.device, m)) for m in wanted]
+    return min(known) if known and all(k is not None for k in known) else None
 
 
 def _ns_or_none(when) -> int | None:
