@@ -223,7 +223,14 @@ def _demo(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``iot-toolkit`` command."""
+    """Entry point of the ``iot-toolkit`` command.
+
+    Exit status, for every command: 0 done, 1 it failed (a feed, a file, the
+    cluster), 2 bad arguments (argparse's own, and the toolkit's argument
+    checks), 130 interrupted (Ctrl-C).
+    """
+    from .errors import ArgumentError, ToolkitError
+
     args = _parser().parse_args(argv)
     try:
         if args.command == "demo":
@@ -237,8 +244,15 @@ def main(argv: list[str] | None = None) -> int:
 
             return serve_feed(args)
     except KeyboardInterrupt:
-        print("\ninterrupted: the cluster was shut down", file=sys.stderr)
+        print("\ninterrupted" + (": the cluster was shut down" if args.command == "demo"
+                                 else ""), file=sys.stderr)
         return 130
+    except ArgumentError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ToolkitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 2
 
 
