@@ -199,9 +199,10 @@ def _info() -> int:
 
 def _demo(args) -> int:
     from .cluster import connect
-    from .demo import format_summary, run_demo
+    from .demo import check_demo_args, format_summary, run_demo
     from .execution.progress import interruptible
 
+    check_demo_args(args.devices, args.days, args.freq, args.window, args.threshold)
     with interruptible():
         client = connect(args.scheduler)
         try:

@@ -23,6 +23,7 @@ from distributed import Client
 from . import alerts
 from .chunking import chunk_sizes
 from .cluster import connect
+from .errors import ArgumentError
 from .events import evaluate_events, flags_to_events
 from .execution.progress import check_interrupted, compute
 from .feedserver import FeedServerProcess
@@ -46,6 +47,24 @@ class DemoResult:
     events: pd.DataFrame
     summary: pd.DataFrame
     seconds: float
+
+
+def check_demo_args(devices: int, days: float, freq: str, window: int,
+                    threshold: float) -> None:
+    """The demo's arguments, checked before any cluster is started."""
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        raise ArgumentError(f"devices must be a whole number >= 1, got {devices!r}")
+    try:
+        step = pd.Timedelta(freq)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"freq must be a duration such as '1min', got {freq!r}") from None
+    if not step > pd.Timedelta(0) or not days > 0 or \
+            round(pd.Timedelta(days=days) / step) < 1:
+        raise ArgumentError(f"days={days} at freq={freq!r} gives no sample")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 2:
+        raise ArgumentError(f"window must be a whole number >= 2, got {window!r}")
+    if not threshold > 0:
+        raise ArgumentError(f"threshold must be > 0, got {threshold!r}")
 
 
 def run_demo(
@@ -76,6 +95,7 @@ def run_demo(
     back to the server's device-management endpoint with
     :func:`toolkit.alerts.post` (each exactly once).
     """
+    check_demo_args(devices, days, freq, window, threshold)
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -189,4 +209,4 @@ def format_summary(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DemoResult", "format_summary", "run_demo"]
+__all__ = ["DemoResult", "check_demo_args", "format_summary", "run_demo"]
