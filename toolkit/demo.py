@@ -1,39 +1,33 @@
-"""The ``iot-toolkit demo`` job: a synthetic fleet through the whole stack.
+"""The ``iot-toolkit demo`` job: the pipeline on a synthetic fleet with ground truth.
 
-Generate a fleet with known anomalies on the workers, score every metric with
-the rolling z-score kernel, flag it and its time gaps, write the result to
-Zarr, turn flags into events, measure them against the ground truth and write
-the HTML report.
+The demo is :class:`toolkit.pipeline.Pipeline` on embedded defaults: a
+synthetic fleet with injected anomalies (generated on the workers, or served
+over HTTP and loaded from there), the rolling z-score detector and the time
+gap check, the Zarr store, events, health summary and HTML report of any
+pipeline run -- and then the events are scored against the ground truth:
+precision, recall and F1 per anomaly kind and overall.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import xarray as xr
 from distributed import Client
 
-from . import alerts
-from .chunking import chunk_sizes
 from .cluster import connect
 from .errors import ArgumentError
-from .events import evaluate_events, flags_to_events
-from .execution.progress import check_interrupted, compute
+from .events import evaluate_events
 from .feedserver import FeedServerProcess
-from .io.http import read_http
-from .model import DEVICE, FLAG_FAIL, FLAG_MISSING
-from .ops.detect import rolling_zscore, zscore_flags
-from .report import write_report
+from .pipeline import Pipeline
+from .pipeline.run import STORE
 from .synthetic import make_fleet
 
-STORE = "anomalies.zarr"
 #: a run of missing samples longer than this many sampling steps is a gap
 GAP_STEPS = 10
 REPORT = "report.html"
@@ -67,6 +61,36 @@ def check_demo_args(devices: int, days: float, freq: str, window: int,
         raise ArgumentError(f"threshold must be > 0, got {threshold!r}")
 
 
+def demo_pipeline(*, devices: int = 100, days: float = 14.0, freq: str = "1min",
+                  window: int = 60, threshold: float = 6.0, seed: int = 0,
+                  out: str | Path = "toolkit-demo", url: str | None = None) -> dict:
+    """The demo's pipeline, as the dict a pipeline file would hold.
+
+    Examples
+    --------
+    >>> demo_pipeline(devices=3)["detectors"]
+    {'zscore': {'window': 60, 'threshold': 6.0, 'min_count': 45}}
+    """
+    source = {"type": "synthetic", "devices": devices, "days": days, "freq": freq,
+              "seed": seed}
+    if url is not None:
+        source = {"type": "http", "url": url + "/sta/v1.1", "format": "sensorthings",
+                  "samples": str(Path(out) / "samples")}
+    config = {
+        "title": "iot-toolkit demo: a synthetic fleet",
+        "source": source,
+        "grid": {"freq": freq},
+        "checks": {"time_gap": {"max_gap": str(GAP_STEPS * pd.Timedelta(freq))}},
+        # tolerate a few dropouts per reference window
+        "detectors": {"zscore": {"window": window, "threshold": float(threshold),
+                                 "min_count": max(2, window * 3 // 4)}},
+        "output": {"folder": str(out)},
+    }
+    if url is not None:
+        config["alerts"] = {"url": url + "/devices/alerts"}
+    return config
+
+
 def run_demo(
     *,
     devices: int = 100,
@@ -80,20 +104,19 @@ def run_demo(
     echo: Callable[[str], None] = print,
     http: bool = False,
 ) -> DemoResult:
-    """Run the demo on ``client`` (or on a local cluster started for it).
+    """Run the demo pipeline on ``client`` (or on a local cluster started for it).
 
-    Writes into ``out``: ``anomalies.zarr`` (per metric the z-score
-    ``<metric>_zscore`` and the QARTOD flag ``<metric>_flag``), ``events.csv``
-    (detected events), ``ground_truth.csv`` (injected anomalies) and
-    ``summary.csv`` (recall per kind, precision overall) and ``report.html``
-    (:func:`toolkit.report.write_report`: fleet overview, the most anomalous
-    devices, flag statistics, device health).
+    Writes into ``out`` what every pipeline run writes (``telemetry.zarr``,
+    ``events.parquet``/``.csv``, ``health.csv``, ``report.html``) and
+    ``ground_truth.csv`` (the injected anomalies), ``evaluation.csv`` (each
+    event with the kind it matched) and ``summary.csv`` (precision, recall
+    and F1 per kind, see :func:`toolkit.evaluate_events`).
 
     With ``http=True`` the fleet makes the round trip of a real deployment:
     ``iot-toolkit serve-feed`` serves it as an OGC SensorThings API in a
-    child process, :func:`toolkit.read_http` loads it, and the events go
-    back to the server's device-management endpoint with
-    :func:`toolkit.alerts.post` (each exactly once).
+    child process, the pipeline syncs it into a sample store and loads it
+    from there, and the events go back to the server's device-management
+    endpoint as alerts (each exactly once).
     """
     check_demo_args(devices, days, freq, window, threshold)
     started = time.perf_counter()
@@ -104,87 +127,28 @@ def run_demo(
         client = connect()
     stack = contextlib.ExitStack()
     try:
-        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-        # whole time series per chunk, at most the size guidance allows, and
-        # several chunks per worker so that both cores have work
-        n_times = int(round(pd.Timedelta(days=days) / pd.Timedelta(freq)))
-        per_chunk = min(chunk_sizes(devices, n_times)[DEVICE],
-                        max(1, math.ceil(devices / (4 * n_workers))))
-        fleet = make_fleet(devices, days, freq, seed=seed, chunks=per_chunk)
-        ds = fleet.dataset
-        echo(f"fleet: {devices} devices x {ds.sizes['time']:,} samples at {freq} "
-             f"({ds.sizes['time'] * devices:,} samples per metric, "
-             f"{len(ds.data_vars)} metrics, {len(fleet.events)} injected anomalies)")
-        echo(f"Dask dashboard: {client.dashboard_link}")
+        url = None
         if http:
             server = stack.enter_context(FeedServerProcess(devices=devices, days=days,
                                                            freq=freq, seed=seed))
-            echo(f"serving the fleet at {server.url}/sta/v1.1 (OGC SensorThings); loading it")
-            loaded = read_http(server.url + "/sta/v1.1", format="sensorthings", freq=freq)
-            echo(loaded.attrs["load_report"])
-            ds = loaded[list(ds.data_vars)].chunk({DEVICE: per_chunk})
-
-        min_count = max(2, window * 3 // 4)  # tolerate a few dropouts per window
-        scores = rolling_zscore(ds, window, min_count=min_count)
-        flags = zscore_flags(scores, threshold, values=ds)
-        # a gap: no valid sample for longer than GAP_STEPS sampling steps
-        max_gap = GAP_STEPS * pd.Timedelta(freq)
-        gaps = ds.telemetry.flags.time_gaps(max_gap)
-        result = xr.merge([_suffixed(scores, "_zscore"), _suffixed(flags, "_flag"),
-                           _suffixed(gaps, "_gap")], compat="override", join="exact",
-                          combine_attrs="override")
-        store = out / STORE
-        echo(f"scoring (rolling z-score, window {window}, |z| > {threshold}; time gaps "
-             f"over {max_gap}) and writing {store}")
-        # Zarr format 2: its spec covers string coordinates and consolidated
-        # metadata, so any Zarr reader can open the store.
-        compute(client, result.to_zarr(store, mode="w", compute=False,
-                                       zarr_format=2, consolidated=True))
-
-        written = xr.open_zarr(store)
-        events = pd.concat([
-            flags_to_events(_unsuffixed(written, "_flag"), _unsuffixed(written, "_zscore"),
-                            kind="zscore"),
-            flags_to_events(_unsuffixed(written, "_gap"), kind="time_gap",
-                            min_flag=int(FLAG_FAIL))], ignore_index=True).sort_values(
-            ["device", "metric", "start"], ignore_index=True)
-        check_interrupted()
+            url = server.url
+            echo(f"serving the fleet at {url}/sta/v1.1 (OGC SensorThings)")
+            shutil.rmtree(out / "samples", ignore_errors=True)  # this server's data only
+        pipeline = Pipeline.from_dict(demo_pipeline(
+            devices=devices, days=days, freq=freq, window=window, threshold=threshold,
+            seed=seed, out=out, url=url), name="demo")
+        result = pipeline.run(client, echo=echo)
+        fleet = result.extra.get("fleet") or make_fleet(devices, days, freq, seed=seed)
         tolerance = 5 * pd.Timedelta(freq)
-        summary, matched = evaluate_events(events, fleet.events, tolerance=tolerance)
-        matched.to_csv(out / "events.csv", index=False)
+        summary, matched = evaluate_events(result.events, fleet.events, tolerance=tolerance)
+        matched.to_csv(out / "evaluation.csv", index=False)
         fleet.events.to_csv(out / "ground_truth.csv", index=False)
         summary.to_csv(out / "summary.csv")
-        echo(f"writing the report {out / REPORT}")
-        combined = np.maximum(_unsuffixed(written, "_flag").where(
-            _unsuffixed(written, "_flag") != FLAG_MISSING, 0), _unsuffixed(written, "_gap")
-            .where(_unsuffixed(written, "_gap") != FLAG_MISSING, 0)).astype(np.int8)
-        combined = combined.where(ds.notnull(), FLAG_MISSING).astype(np.int8)
-        write_report(out / REPORT, ds, flags=combined, events=events,
-                     title="iot-toolkit demo: a synthetic fleet",
-                     load_report=ds.attrs.get("load_report"),
-                     params={"devices": devices, "days": days, "freq": freq,
-                             "detector": f"rolling z-score, window {window}",
-                             "threshold": f"|z| > {threshold}",
-                             "time gaps": f"over {GAP_STEPS} steps", "seed": seed,
-                             "source": "HTTP (SensorThings)" if http else "generated"})
-        if http:
-            report = alerts.post(events, server.url + "/devices/alerts")
-            echo(str(report))
-        return DemoResult(store, matched, summary, time.perf_counter() - started)
+        return DemoResult(out / STORE, matched, summary, time.perf_counter() - started)
     finally:
         stack.close()
         if own_client:
             client.close()
-
-
-def _suffixed(ds: xr.Dataset, suffix: str) -> xr.Dataset:
-    return ds.rename({name: f"{name}{suffix}" for name in ds.data_vars})
-
-
-def _unsuffixed(ds: xr.Dataset, suffix: str) -> xr.Dataset:
-    """The variables named ``<metric><suffix>``, renamed ``<metric>``."""
-    names = [str(n) for n in ds.data_vars if str(n).endswith(suffix)]
-    return ds[names].rename({n: n[: -len(suffix)] for n in names})
 
 
 def format_summary(summary: pd.DataFrame) -> str:
@@ -193,20 +157,22 @@ def format_summary(summary: pd.DataFrame) -> str:
     Examples
     --------
     >>> s = pd.DataFrame({"injected": [2.0], "found": [1.0], "recall": [0.5],
-    ...                   "detections": [1.0], "precision": [float("nan")]},
-    ...                  index=pd.Index(["spike"], name="kind"))
+    ...                   "detections": [1.0], "false": [1.0], "precision": [0.5],
+    ...                   "f1": [0.5]}, index=pd.Index(["spike"], name="kind"))
     >>> print(format_summary(s))
-    kind         injected  found  recall  detections  precision
-    spike               2      1    0.50           1          -
+    kind         injected  found  detections  false  precision  recall    f1
+    spike               2      1           1      1       0.50    0.50  0.50
     """
-    lines = [f"{'kind':<12}{'injected':>9}{'found':>7}{'recall':>8}"
-             f"{'detections':>12}{'precision':>11}"]
+    def num(x):
+        return "-" if pd.isna(x) else f"{x:.2f}"
+
+    lines = [f"{'kind':<12}{'injected':>9}{'found':>7}{'detections':>12}{'false':>7}"
+             f"{'precision':>11}{'recall':>8}{'f1':>6}"]
     for kind, row in summary.iterrows():
-        recall = "-" if pd.isna(row.recall) else f"{row.recall:.2f}"
-        precision = "-" if pd.isna(row.precision) else f"{row.precision:.2f}"
         lines.append(f"{kind:<12}{int(row.injected):>9}{int(row.found):>7}"
-                     f"{recall:>8}{int(row.detections):>12}{precision:>11}")
+                     f"{int(row.detections):>12}{int(row['false']):>7}{num(row.precision):>11}"
+                     f"{num(row.recall):>8}{num(row.f1):>6}")
     return "\n".join(lines)
 
 
-__all__ = ["DemoResult", "check_demo_args", "format_summary", "run_demo"]
+__all__ = ["DemoResult", "check_demo_args", "demo_pipeline", "format_summary", "run_demo"]

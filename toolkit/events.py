@@ -196,18 +196,24 @@ def evaluate_events(
     """Match detected events to ground-truth events of the same device and metric.
 
     A detection matches a true event when their time spans, each widened by
-    ``tolerance`` on both sides, overlap.
+    ``tolerance`` on both sides, overlap. Every detection is then given a
+    kind: the kind of the first true event it matches, or -- for a false
+    alarm -- the kind of the nearest true event of its device and metric (no
+    kind when that series has none). So a false alarm counts against the
+    kind of anomaly whose neighbourhood it was raised in.
 
     Returns
     -------
     summary : pandas.DataFrame
         One row per true ``kind`` and a final ``all`` row: ``injected``,
         ``found`` (true events matched by at least one detection),
-        ``recall``, ``detections`` (detections matched to events of that
-        kind), and ``precision`` -- on the ``all`` row only, since a
-        detection that matches nothing has no kind.
+        ``recall``, ``detections`` (matched to events of that kind),
+        ``false`` (false alarms given that kind), ``precision``
+        (``detections / (detections + false)``) and ``f1``. The ``all`` row
+        counts every detection, false alarms without a kind included.
     detected : pandas.DataFrame
-        The detections with a ``matched_kind`` column (empty when unmatched).
+        The detections with ``matched_kind`` (empty when unmatched) and
+        ``kind_near`` (the kind they were counted under).
 
     Examples
     --------
@@ -218,12 +224,14 @@ def evaluate_events(
     ...                       "start": [t, t + pd.Timedelta("1D")],
     ...                       "end": [t, t + pd.Timedelta("1D")]})
     >>> summary, _ = evaluate_events(found, truth)
-    >>> summary[["injected", "found", "detections", "precision"]].loc["all"].tolist()
-    [1.0, 1.0, 2.0, 0.5]
+    >>> summary[["injected", "found", "detections", "false", "precision", "f1"]].loc[
+    ...     "spike"].round(3).tolist()
+    [1.0, 1.0, 1.0, 1.0, 0.5, 0.667]
     """
     tol = pd.Timedelta(tolerance)
     detected = detected.reset_index(drop=True).copy()
     matched_kind = np.full(len(detected), "", dtype=object)
+    near_kind = np.full(len(detected), "", dtype=object)
     found = np.zeros(len(truth), dtype=bool)
     truth = truth.reset_index(drop=True)
     by_series = {key: grp for key, grp in truth.groupby(["device", "metric"])}
@@ -234,25 +242,33 @@ def evaluate_events(
         t_start = events["start"].to_numpy() - tol
         t_end = events["end"].to_numpy() + tol
         for i, d_start, d_end in zip(grp.index, grp["start"], grp["end"], strict=True):
-            hit = np.flatnonzero((t_start <= d_end.to_datetime64())
-                                 & (d_start.to_datetime64() <= t_end))
+            lo, hi = d_start.to_datetime64(), d_end.to_datetime64()
+            hit = np.flatnonzero((t_start <= hi) & (lo <= t_end))
             if len(hit):
                 found[events.index[hit]] = True
-                matched_kind[i] = events["kind"].iloc[hit[0]]
+                matched_kind[i] = near_kind[i] = events["kind"].iloc[hit[0]]
+            else:
+                distance = np.maximum(t_start - hi, lo - t_end)
+                near_kind[i] = events["kind"].iloc[int(np.argmin(distance))]
     detected["matched_kind"] = matched_kind
+    detected["kind_near"] = near_kind
     kinds = sorted(truth["kind"].unique())
     rows = {}
     for kind in kinds:
         mask = truth["kind"].to_numpy() == kind
         rows[kind] = {"injected": mask.sum(), "found": found[mask].sum(),
-                      "detections": (matched_kind == kind).sum(), "precision": np.nan}
-    n_det = len(detected)
+                      "detections": (matched_kind == kind).sum(),
+                      "false": ((matched_kind == "") & (near_kind == kind)).sum()}
     rows["all"] = {"injected": len(truth), "found": found.sum(),
-                   "detections": n_det,
-                   "precision": (matched_kind != "").sum() / n_det if n_det else np.nan}
+                   "detections": (matched_kind != "").sum(),
+                   "false": (matched_kind == "").sum()}
     summary = pd.DataFrame.from_dict(rows, orient="index").astype(float)
     summary.insert(2, "recall", summary["found"] / summary["injected"].where(
         summary["injected"] > 0))
+    raised = summary["detections"] + summary["false"]
+    summary["precision"] = summary["detections"] / raised.where(raised > 0)
+    p, r = summary["precision"], summary["recall"]
+    summary["f1"] = (2 * p * r / (p + r).where(p + r > 0)).where(p.notna() & r.notna())
     summary.index.name = "kind"
     return summary, detected
 

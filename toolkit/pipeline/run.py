@@ -270,7 +270,9 @@ class _Run:
         src, grid_cfg = self.c["source"], self.c["grid"]
         fleet, loaded = None, None
         if src["type"] == "synthetic":
-            fleet, grid = sources.synthetic(src, grid_cfg["freq"])
+            n_bins = round(pd.Timedelta(days=src.get("days", 14.0)) / self.step)
+            fleet, grid = sources.synthetic(src, grid_cfg["freq"], chunks=self.device_chunk(
+                src.get("devices", 100), n_bins, 16))
             report, blocks = None, []
             self.echo(f"fleet: {grid.sizes[DEVICE]} devices x {grid.sizes[TIME]:,} bins "
                       f"(synthetic, {len(fleet.events)} injected anomalies)")
