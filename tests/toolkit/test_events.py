@@ -89,6 +89,12 @@ def test_evaluation_counts():
     assert summary.loc["level_shift", "recall"] == 1.0
     assert summary.loc["gap", "recall"] == 0.0
     assert summary.loc["all", "precision"] == pytest.approx(3 / 5)
+    # the false alarms: b/x at +500 min is near b/x's spike; c/x has no truth
+    assert matched.kind_near.tolist() == ["spike", "level_shift", "level_shift", "spike", ""]
+    assert summary.loc["spike", ["detections", "false"]].tolist() == [1, 1]
+    assert summary.loc["spike", "precision"] == pytest.approx(0.5)
+    assert summary.loc["spike", "f1"] == pytest.approx(2 * 0.5 * 0.5 / (0.5 + 0.5))
+    assert summary.loc["all", ["detections", "false"]].tolist() == [3, 2]
     assert summary.loc["all", "recall"] == pytest.approx(2 / 4)
     # without tolerance the spike detection two minutes late does not count
     strict, _ = evaluate_events(detected, truth)
