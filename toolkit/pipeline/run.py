@@ -399,9 +399,9 @@ class _Run:
         t_last = plan.grid_start + plan.step_ns * (plan.n - 1)
         kept = [dask.delayed(sources.tail_samples, pure=True)(b, t_last) for b in blocks]
         if mode == "full":
-            ds.attrs.update({k: v for k, v in (attrs or {}).items()
-                             if k in ("source", "history")})
-            ds.attrs["title"] = self.c["title"]
+            # no run time in the attributes: the same inputs give the same store
+            ds.attrs.update({"title": self.c["title"], "source": (attrs or {}).get("source", ""),
+                             "pipeline": meta["config"]})
             enc = {name: {"chunks": (dc, TIME_CHUNK)} for name in names}
             enc[TIME] = {"units": "nanoseconds since 1970-01-01", "dtype": "int64"}
             if store.exists():
