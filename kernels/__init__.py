@@ -34,6 +34,7 @@ Compiled kernels are cached in a per-user folder, never inside the package
 from ._cache import CACHE_DIR  # noqa: I001
 
 from . import distribution, flags, parallel
+from .anomaly import alarms, anomaly_score, healthy_threshold
 from .binning import Binned, bin_rows, bin_samples, combine_bins
 from .detect import cusum, drift, hampel, peer_zscore, robust_zscore
 from .ewm import EwmState, ewm_mean, ewm_std, ewm_var
@@ -55,6 +56,7 @@ from .timewindow import time_rolling
 
 __all__ = [
     "CACHE_DIR", "distribution", "flags", "parallel",
+    "alarms", "anomaly_score", "healthy_threshold",
     "Binned", "bin_rows", "bin_samples", "combine_bins",
     "cusum", "drift", "hampel", "peer_zscore", "robust_zscore",
     "EwmState", "ewm_mean", "ewm_std", "ewm_var",

@@ -46,6 +46,7 @@ from .io import (
     sync,
 )
 from .ops.detect import rolling_zscore, zscore_flags
+from .pipeline import Pipeline, PipelineError
 from .synthetic import Fleet, make_fleet
 
 try:
@@ -55,6 +56,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "ArgumentError", "ClusterConnectionError", "DataModelError", "Fleet", "LoadError",
+    "Pipeline", "PipelineError",
     "LoadReport", "Schema", "alerts", "feed", "read_csv", "read_csv_samples", "read_http",
     "read_http_samples", "read_store", "sync",
     "ToolkitError", "connect", "evaluate_events", "flags_to_events", "make_fleet",

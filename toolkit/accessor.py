@@ -366,6 +366,30 @@ class Detect:
         """
         return detect.cusum(self._obj, target, scale, slack=slack, limit=limit)
 
+    def anomaly(self, threshold: float | None = 0.9995, *, healthy=None, quantile: float = 1.0,
+                halflife: float = 1024.0, calibration: float = 4096.0, warmup: int = 100,
+                learn_for: int | None = None, min_duration: int = 1, merge_gap: int = 10,
+                cooldown: int = 60):
+        """The default detector and its alarms: ``(scores, flags)``.
+
+        Scores in [0, 1] from the past alone (:func:`toolkit.ops.detect.anomaly_score`),
+        and flags 4 while an alarm is raised
+        (:func:`toolkit.ops.detect.anomaly_alarms`; ``healthy``: a period
+        of normal operation to take each metric's threshold from).
+
+        Examples
+        --------
+        >>> scores, flags = fleet.telemetry.detect.anomaly()
+        >>> float(scores.temperature.max()) <= 1.0, flags.temperature.dtype
+        (True, dtype('int8'))
+        """
+        scores = detect.anomaly_score(self._obj, halflife=halflife, calibration=calibration,
+                                      warmup=warmup, learn_for=learn_for)
+        flags = detect.anomaly_alarms(scores, threshold, healthy=healthy, quantile=quantile,
+                                      warmup=warmup, min_duration=min_duration,
+                                      merge_gap=merge_gap, cooldown=cooldown)
+        return scores, flags
+
     def peers(self, threshold: float = 5.0, *, by: str | None = None, min_count: int = 3):
         """Each device against its peers at the same time: ``(scores, flags)``.
 

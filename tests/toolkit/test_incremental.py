@@ -33,7 +33,8 @@ CONFIG = {
                "rate_of_change": {"threshold": 1.5, "per": "1min"},
                "flat_line": {"tolerance": 0.0, "suspect": 4, "fail": 12},
                "time_gap": {"max_gap": "5min"}},
-    "detectors": {"zscore": {"window": 20, "threshold": 3.0, "min_count": 15}},
+    "detectors": {"zscore": {"window": 20, "threshold": 3.0, "min_count": 15},
+                  "anomaly": {"threshold": 0.999, "warmup": 30, "merge_gap": 3, "cooldown": 10}},
     "output": {"report": False},
 }
 
@@ -99,7 +100,7 @@ def _same(folder: Path, full) -> None:
 def test_the_full_run_has_events_worth_cutting(full):
     store, events = full
     kinds = set(events.kind)
-    assert {"flat_line", "time_gap", "spike", "zscore"} <= kinds
+    assert {"flat_line", "time_gap", "spike", "zscore", "anomaly"} <= kinds
     long = events[(events.end - events.start) >= pd.Timedelta("30min")]
     assert len(long), "a long event, for arrivals to cut through"
 

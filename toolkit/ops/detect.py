@@ -14,6 +14,7 @@ import xarray as xr
 
 import kernels
 
+from ..arguments import kernel_arguments
 from ..errors import ArgumentError
 from ..execution.apply import apply_kernel
 from ..model import (
@@ -243,6 +244,84 @@ def cusum(obj, target: float, scale: float, *, slack: float = 0.5, limit: float 
                                 f"limit={limit})")
 
 
+def anomaly_score(obj, *, halflife: float = 1024.0, calibration: float = 4096.0,
+                  warmup: int = 100, learn_for: int | None = None, dim: str = TIME):
+    """The default streaming detector's score in [0, 1], from the past alone.
+
+    See :func:`kernels.anomaly_score` (a scan: its state is carried from
+    chunk to chunk, so any chunking gives the same scores).
+
+    Examples
+    --------
+    >>> x = np.sin(np.arange(400) / 8.0)[None, :] + 0.01 * np.cos(np.arange(400))
+    >>> x[0, 300] += 2.0
+    >>> da = xr.DataArray(x, dims=("device", "time"))
+    >>> s = anomaly_score(da.chunk(time=64), warmup=50)
+    >>> int(s.argmax("time")[0]), bool(s.max() > 0.999)
+    (300, True)
+    """
+    def attrs(da, output):
+        return {"long_name": f"anomaly score of {_long_name(da)}", "units": "1",
+                "halflife": halflife, "calibration": calibration}
+
+    with kernel_arguments():
+        kernels.anomaly_score(np.zeros(1), halflife=halflife, calibration=calibration,
+                              warmup=warmup, learn_for=learn_for)
+    return apply_kernel(obj, kernels.anomaly_score, name="anomaly-score", dim=dim,
+                        halflife=halflife, calibration=calibration, warmup=warmup,
+                        learn_for=learn_for, attrs=attrs,
+                        history=f"anomaly_score(halflife={halflife}, "
+                                f"calibration={calibration}, warmup={warmup})")
+
+
+def anomaly_alarms(scores, threshold: float | None = 0.9995, *, healthy=None,
+                   quantile: float = 1.0, margin: float = 0.5, warmup: int = 100,
+                   min_duration: int = 1, merge_gap: int = 10, cooldown: int = 60,
+                   dim: str = TIME):
+    """Alarms from anomaly scores: 4 while an episode's alarm is raised (see
+    :func:`kernels.alarms`: once per episode, warm-up, minimum duration,
+    merging of nearby hits, cool-down).
+
+    ``healthy`` (a slice or labels along ``dim``) marks a period the user
+    knows to be normal: each metric's threshold is then the ``quantile`` of
+    its scores there, raised by ``margin`` of the distance left to 1 (see
+    :func:`kernels.healthy_threshold`), and never below ``threshold``.
+
+    Examples
+    --------
+    >>> s = xr.DataArray([[0.1, 0.2, 0.99999, 0.3, 0.2]], dims=("device", "time"))
+    >>> anomaly_alarms(s.chunk(time=2), warmup=0, merge_gap=0).values
+    array([[1, 1, 4, 1, 1]], dtype=int8)
+    """
+    if isinstance(scores, xr.Dataset):
+        out = {m: anomaly_alarms(scores[m], threshold, healthy=healthy, quantile=quantile,
+                                 margin=margin, warmup=warmup, min_duration=min_duration,
+                                 merge_gap=merge_gap, cooldown=cooldown, dim=dim)
+               for m in metric_names(scores, dim)}
+        return with_history(xr.Dataset(out, attrs=scores.attrs), "anomaly_alarms")
+    level = 0.0 if threshold is None else float(threshold)
+    if healthy is not None:
+        period = scores.sel({dim: healthy})
+        if not period.sizes.get(dim, 0):
+            raise ArgumentError(f"the healthy period {healthy!r} holds no samples of "
+                                f"{scores.name!r}")
+        level = max(level, kernels.healthy_threshold(np.asarray(period.values), quantile,
+                                                     margin=margin))
+    elif threshold is None:
+        raise ArgumentError("give a threshold, or a healthy period to take it from")
+    with kernel_arguments():
+        kernels.alarms(np.zeros(1), level, warmup=warmup, min_duration=min_duration,
+                       merge_gap=merge_gap, cooldown=cooldown)
+
+    def attrs(da, output):
+        return dict(FLAG_ATTRS, long_name=f"anomaly alarms of {_long_name(da)}",
+                    threshold=level)
+
+    return apply_kernel(scores, kernels.alarms, name="anomaly-alarms", dim=dim,
+                        threshold=level, warmup=warmup, min_duration=min_duration,
+                        merge_gap=merge_gap, cooldown=cooldown, attrs=attrs)
+
+
 def peer_zscore(obj, threshold: float = 5.0, *, by: str | None = None, min_count: int = 3):
     """Each device against its peers at the same time (fleet-relative robust z-score).
 
@@ -297,5 +376,5 @@ def peer_zscore(obj, threshold: float = 5.0, *, by: str | None = None, min_count
     return score, flag
 
 
-__all__ = ["cusum", "drift", "hampel", "peer_zscore", "robust_zscore", "rolling_zscore",
-           "task_named", "zscore_flags"]
+__all__ = ["anomaly_alarms", "anomaly_score", "cusum", "drift", "hampel", "peer_zscore",
+           "robust_zscore", "rolling_zscore", "task_named", "zscore_flags"]

@@ -68,11 +68,12 @@ def run_chain(plan: Plan, devices: np.ndarray, values: dict, counts: dict, state
             cut = p.s - p.i0
             state = states.get(st.key)
             if cut > at:
-                f1, _, state = st.run(v[:, at:cut], t[at:cut], state, with_state=True)
+                f1, s1, state = st.run(v[:, at:cut], t[at:cut], state, with_state=True)
             else:
-                f1 = np.empty((v.shape[0], 0), np.int8)
-            f2, _, _ = st.run(v[:, cut:], t[cut:], state, with_state=True)
-            flag, score = np.concatenate([f1, f2], axis=1), None
+                f1, s1 = np.empty((v.shape[0], 0), np.int8), np.empty((v.shape[0], 0))
+            f2, s2, _ = st.run(v[:, cut:], t[cut:], state, with_state=True)
+            flag = np.concatenate([f1, f2], axis=1)
+            score = None if s2 is None else np.concatenate([s1, s2], axis=1)
             new_states[st.key] = state
         else:
             before, _ = st.halo()

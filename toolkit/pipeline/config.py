@@ -52,7 +52,7 @@ from ..errors import ArgumentError
 
 SOURCE_TYPES = ("csv", "http", "store", "synthetic")
 CHECKS = ("gross_range", "spike", "rate_of_change", "flat_line", "time_gap")
-DETECTORS = ("zscore",)
+DETECTORS = ("zscore", "anomaly")
 SEVERITIES = ("suspect", "fail")
 
 
@@ -204,8 +204,16 @@ CHECK_KEYS = {
 DETECTOR_KEYS = {
     "zscore": {"window": (_whole(2), False), "threshold": (_number(above=0), False),
                "min_count": (_whole(1), False)},
+    "anomaly": {"threshold": (_number(above=0), False), "halflife": (_number(above=0), False),
+                "calibration": (_number(above=0), False), "warmup": (_whole(0), False),
+                "min_duration": (_whole(1), False), "merge_gap": (_whole(0), False),
+                "cooldown": (_whole(0), False)},
 }
-DETECTOR_DEFAULTS = {"zscore": {"window": 60, "threshold": 6.0}}
+DETECTOR_DEFAULTS = {
+    "zscore": {"window": 60, "threshold": 6.0},
+    "anomaly": {"threshold": 0.9995, "halflife": 1024.0, "calibration": 4096.0,
+                "warmup": 100, "min_duration": 1, "merge_gap": 10, "cooldown": 60},
+}
 OUTPUT_KEYS = {"folder": (_text, False), "report": (_boolean, False),
                "title": (_text, False), "events": (_texts, False)}
 ALERT_KEYS = {"url": (_text, True), "min_severity": (_choice(*SEVERITIES), False),
@@ -308,6 +316,11 @@ def _cross_check(name: str, p: dict, path: tuple, where: _Where) -> dict:
         if (pd.Timedelta(s) > pd.Timedelta(f)) if isinstance(s, str) else s > f:
             raise PipelineError(f"{where(path + ('fail',))} must be at least suspect "
                                 f"({s!r}), got {f!r}")
+    if name == "anomaly":
+        p = {**DETECTOR_DEFAULTS["anomaly"], **p}
+        if not p["threshold"] < 1:
+            raise PipelineError(f"{where(path + ('threshold',))} must be below 1 (scores are "
+                                f"in [0, 1]), got {p['threshold']}")
     if name == "zscore":
         p = {**DETECTOR_DEFAULTS["zscore"], **p}
         if p.get("min_count", 1) > p["window"]:

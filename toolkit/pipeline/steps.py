@@ -28,7 +28,10 @@ KERNELS = {
     "gross_range": kernels.gross_range, "spike": kernels.spike,
     "rate_of_change": kernels.rate_of_change, "flat_line": kernels.flat_line,
     "time_gap": kernels.sample_gaps, "zscore": kernels.move_zscore,
+    "anomaly": kernels.anomaly_score,
 }
+#: the alarm logic's arguments, the rest of an anomaly step's go to its score
+ALARM_ARGS = ("threshold", "warmup", "min_duration", "merge_gap", "cooldown")
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,8 @@ class Step:
 
     @property
     def score_name(self) -> str | None:
-        return f"{self.metric}_{self.kind}_score" if self.threshold is not None else None
+        scored = self.threshold is not None or self.kind == "anomaly"
+        return f"{self.metric}_{self.kind}_score" if scored else None
 
     @property
     def is_scan(self) -> bool:
@@ -73,6 +77,15 @@ class Step:
     def run(self, values: np.ndarray, times: np.ndarray, state=None, *, with_state=False):
         """``(flag, score)`` over ``values`` (rows, time); with the end state for scans."""
         extra = {"times": times} if self.times else {}
+        if self.kind == "anomaly":  # two scans: the score, and the alarms on it
+            state = state or (None, None)
+            alarm_args = {k: v for k, v in self.args.items() if k in ALARM_ARGS}
+            score_args = {k: v for k, v in self.args.items() if k not in ALARM_ARGS}
+            score, s1 = kernels.anomaly_score(values, **score_args, warmup=self.args["warmup"],
+                                              state=state[0], return_state=True)
+            flag, s2 = kernels.alarms(score, **alarm_args, state=state[1], return_state=True)
+            flag[np.isnan(values)] = FLAG_MISSING
+            return (flag, score, (s1, s2)) if with_state else (flag, score)
         if self.is_scan:
             flag, new_state = self.kernel(values, **self.args, **extra, state=state,
                                           return_state=True)
@@ -95,6 +108,9 @@ def build_steps(config: dict, metrics: list[str], step: pd.Timedelta) -> list[St
             out.append(_check_step(name, m, checks[name], step))
         for name in sorted(detectors):
             p = detectors[name]
+            if name == "anomaly":
+                out.append(Step(name, m, dict(p)))
+                continue
             out.append(Step(name, m, {"window": p["window"],
                                       "min_count": p.get("min_count")},
                             threshold=float(p["threshold"])))

@@ -1,0 +1,331 @@
+"""The default streaming detector and the alarm logic on top of it.
+
+:func:`anomaly_score` gives every sample a score in [0, 1] from the past
+alone, with no per-series tuning, in three steps -- ideas taken from the
+streaming detectors that do best on labelled real streams, written anew:
+
+1. **Two forecasts and their errors, in the series' own units.** A robust
+   exponentially weighted level (mean and mean absolute deviation, with
+   outliers clipped at 3 scales so that a spike does not drag them) and the
+   previous value. A sample's error is the larger of its distance from the
+   level and its step from the previous value, each divided by its typical
+   size. The level's half-life is long (``halflife``, 1,024 samples): an
+   anomaly that lasts minutes is not learnt as normal while it lasts,
+   while a lasting change of level is absorbed in time.
+2. **A floor from the data's resolution.** The typical sizes never go
+   below the smallest step the series has taken (its quantum, for data
+   quantised by a sensor's resolution) -- the reason robust scores that
+   divide by a zero MAD on quantised data give infinities. A constant
+   series scores 0, and its first change scores high but finite.
+3. **A likelihood, not a raw error** (the idea behind Numenta's anomaly
+   likelihood). How unusual is ``log(1 + error)`` for *this* series
+   lately? Its exponentially weighted mean and spread over a longer
+   half-life (``calibration``, 4,096 samples) turn the error of the sample,
+   and the average of the last few, into a z value, and the normal
+   distribution into a score: ``Phi(z)``. A noisy series and a quiet one,
+   a spiky one and a smooth one all get scores whose tails mean the same.
+
+The first ``warmup`` valid samples score 0 while the statistics settle. NaN
+samples score NaN and leave the state untouched, so gaps and irregular
+sampling cost nothing. A **scan**: the state (one row of numbers per
+series) is carried across chunks, so any chunking gives the same scores.
+
+:func:`alarms` turns scores into alarms a person can live with (a scan too,
+carrying its state): an alarm when the score crosses ``threshold`` and
+stays up ``min_duration`` samples, hits closer than ``merge_gap`` samples
+apart are one episode and alarm once, no new alarm for ``cooldown``
+samples after an episode, none in the ``warmup``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ._wrap import JIT_OPTIONS, as_float_array, as_series, from_series, series_state
+from .distribution import Scan, distributed
+from .flags import FAIL, MISSING, NOT_EVALUATED, PASS
+from .parallel import Rows, run_rows
+
+#: state columns of anomaly_score
+(_N, _MU, _MAD, _PREV, _DMAD, _RES, _RAVG,
+ _Q1, _B1, _Q2, _B2, _RUN, _MRUN) = range(13)
+STATE_SIZE = 13
+#: state columns of alarms
+_SEEN, _IN, _LENGTH, _QUIET, _RAISED, _COOL = range(6)
+ALARM_STATE_SIZE = 6
+_SHORT = 1.0 - 2.0 ** (-1.0 / 3.0)  # the "last few" errors: a half-life of 3 samples
+#: the tail above this share of the errors is modelled as exponential
+_TAIL = 0.02
+
+
+@njit(inline="always")
+def _alpha(halflife):
+    return 1.0 - 2.0 ** (-1.0 / halflife)
+
+
+@njit(inline="always")
+def _tail(r, q, b):
+    """P(error >= r): at most _TAIL above the quantile q, decaying with mean excess b."""
+    if r <= q:
+        return 1.0
+    return _TAIL * math.exp(-(r - q) / max(b, 1e-6))
+
+
+@njit(inline="always")
+def _learn_tail(r, q, b, w):
+    """One step of the running quantile q (stochastic approximation) and of the mean
+    excess b above it; w is the learning weight of one sample."""
+    excess = r - q
+    if excess > 0.0:
+        b += min(1.0, w / _TAIL) * (excess - b)
+    q += w * max(b, 1e-3) * ((1.0 if excess > 0.0 else 0.0) - _TAIL) / _TAIL
+    return q, b
+
+
+@njit(**JIT_OPTIONS)
+def _anomaly(a, a_level, a_calib, warmup, learn_for, state, out):
+    for r in range(a.shape[0]):
+        x_row = a[r]
+        s = state[r]
+        n, mu, mad, prev, dmad = s[_N], s[_MU], s[_MAD], s[_PREV], s[_DMAD]
+        res, ravg = s[_RES], s[_RAVG]
+        q1, b1, q2, b2 = s[_Q1], s[_B1], s[_Q2], s[_B2]
+        run, mrun = s[_RUN], s[_MRUN]
+        for i in range(x_row.shape[0]):
+            x = x_row[i]
+            if x != x:
+                out[r, i] = np.nan
+                continue
+            n += 1.0
+            if n == 1.0:
+                mu, prev, mad, dmad, run, mrun = x, x, 0.0, 0.0, 1.0, 1.0
+                out[r, i] = 0.0
+                continue
+            step = abs(x - prev)
+            run = run + 1.0 if step == 0.0 else 1.0
+            if step > 0.0 and step < res:
+                res = step
+            floor = res if res < np.inf else 1e-9 * max(1.0, abs(x))
+            s_level = max(1.2533 * mad, floor)
+            s_step = max(1.2533 * dmad, floor)
+            # far from the level, a jump from the last value, or stuck for longer
+            # than this series stays on one value
+            err = max(abs(x - mu) / s_level, step / s_step, run / (1.0 + 2.0 * mrun))
+            raw = math.log1p(err)
+            ravg = ravg + _SHORT * (raw - ravg)
+            # how rare is this error, and the average of the last few, for this series
+            p = min(_tail(raw, q1, b1), _tail(ravg, q2, b2))
+            score = 1.0 - min(1.0, 2.0 * p)
+            out[r, i] = score if n > warmup else 0.0
+            prev = x
+            if n > learn_for:
+                continue
+            # learn, robustly: errors clipped at 3 scales
+            w = max(a_level, 1.0 / n)
+            dev = min(max(x - mu, -3.0 * s_level), 3.0 * s_level)
+            mad += w * (min(abs(x - mu), 3.0 * s_level) - mad)
+            mu += w * dev
+            dmad += w * (min(step, 3.0 * s_step) - dmad)
+            wc = max(a_calib, min(0.002, 1.0 / n))
+            q1, b1 = _learn_tail(raw, q1, b1, wc)
+            q2, b2 = _learn_tail(ravg, q2, b2, wc)
+            mrun += w * (min(run, 3.0 * mrun) - mrun)
+        s[_N], s[_MU], s[_MAD], s[_PREV], s[_DMAD] = n, mu, mad, prev, dmad
+        s[_RES], s[_RAVG] = res, ravg
+        s[_Q1], s[_B1], s[_Q2], s[_B2] = q1, b1, q2, b2
+        s[_RUN], s[_MRUN] = run, mrun
+
+
+def _initial_state(n: int) -> np.ndarray:
+    s = np.zeros((n, STATE_SIZE))
+    s[:, _RES] = np.inf
+    return s
+
+
+def _positive(value, name, integer=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not value > 0 or (integer and int(value) != value):
+        kind = "a whole number" if integer else "a number"
+        raise ValueError(f"{name} must be {kind} > 0, got {name}={value!r}")
+    return value
+
+
+@distributed(Scan())
+def anomaly_score(a, *, halflife: float = 1024.0, calibration: float = 4096.0,
+                  warmup: int = 100, learn_for: int | None = None, axis: int = -1, state=None,
+                  return_state: bool = False):
+    """Score every sample in [0, 1] from the past alone (see the module docstring).
+
+    Parameters
+    ----------
+    a : array_like
+        Values along ``axis``; NaN is missing (scored NaN, skipped).
+    halflife : float
+        Samples over which the level and its spread are learnt (1,024).
+    calibration : float
+        Samples over which the distribution of errors is learnt (4,096).
+    warmup : int
+        Valid samples that score 0 while the statistics settle (100).
+    learn_for : int, optional
+        Learn from the first ``learn_for`` valid samples only, then hold
+        what was learnt: for a reference period known to be healthy, after
+        which nothing is absorbed as normal (default: learn throughout).
+    state : array, optional
+        The state a previous call returned (``return_state=True``): the
+        scores go on from there as if the series had not been cut.
+
+    Returns
+    -------
+    numpy.ndarray of float (and the state, with ``return_state=True``)
+
+    Examples
+    --------
+    >>> x = np.sin(np.arange(600) / 10.0) + np.random.default_rng(0).normal(0, 0.05, 600)
+    >>> x[400] += 3.0
+    >>> s = anomaly_score(x, warmup=50)
+    >>> int(np.argmax(s)), bool(s[400] > 0.999), bool(np.median(s[50:]) < 0.8)
+    (400, True, True)
+    >>> first, st = anomaly_score(x[:300], warmup=50, return_state=True)
+    >>> np.array_equal(np.concatenate([first, anomaly_score(x[300:], warmup=50, state=st)]), s)
+    True
+    """
+    _positive(halflife, "halflife")
+    _positive(calibration, "calibration")
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
+        raise ValueError(f"warmup must be a whole number >= 0, got warmup={warmup!r}")
+    if learn_for is not None:
+        _positive(learn_for, "learn_for", integer=True)
+    arr = as_float_array(a)
+    series, shape = as_series(arr, axis)
+    n = series.shape[0]
+    st = series_state(state, n, _initial_state(n), "state")
+    out = np.empty(series.shape, dtype=np.float64 if arr.dtype == np.float64 else arr.dtype)
+    if series.size:
+        run_rows(_anomaly, Rows(series), _alpha(float(halflife)), _alpha(float(calibration)),
+                 float(warmup), np.inf if learn_for is None else float(learn_for), Rows(st),
+                 Rows(out))
+    result = from_series(out, shape, axis)
+    if not return_state:
+        return result
+    return result, st.reshape(shape[:-1] + (STATE_SIZE,))
+
+
+@njit(**JIT_OPTIONS)
+def _alarms(s, threshold, warmup, min_duration, merge_gap, cooldown, state, out):
+    for r in range(s.shape[0]):
+        row = s[r]
+        st = state[r]
+        seen, inside, length, quiet = st[_SEEN], st[_IN], st[_LENGTH], st[_QUIET]
+        raised, cool = st[_RAISED], st[_COOL]
+        for i in range(row.shape[0]):
+            v = row[i]
+            if v != v:
+                out[r, i] = MISSING
+                continue
+            seen += 1.0
+            if cool > 0.0:
+                cool -= 1.0
+            hit = v >= threshold and seen > warmup
+            if hit:
+                if inside == 0.0 and cool > 0.0:
+                    hit = False  # cooling down after an episode: not a new one yet
+            if hit:
+                if inside == 0.0:
+                    inside, length, raised = 1.0, 0.0, 0.0
+                length += quiet + 1.0  # the quiet samples inside the episode count too
+                quiet = 0.0
+                if raised == 0.0 and length >= min_duration:
+                    raised = 1.0
+            elif inside == 1.0:
+                quiet += 1.0
+                if quiet > merge_gap:  # the episode is over
+                    if raised == 1.0:
+                        cool = cooldown
+                    inside, length, quiet, raised = 0.0, 0.0, 0.0, 0.0
+            if seen <= warmup:
+                out[r, i] = NOT_EVALUATED
+            elif inside == 1.0 and raised == 1.0:
+                out[r, i] = FAIL
+            else:
+                out[r, i] = PASS
+        st[_SEEN], st[_IN], st[_LENGTH], st[_QUIET] = seen, inside, length, quiet
+        st[_RAISED], st[_COOL] = raised, cool
+
+
+@distributed(Scan((("flag", "int8"),)))
+def alarms(scores, threshold: float = 0.9999, *, warmup: int = 100, min_duration: int = 1,
+           merge_gap: int = 10, cooldown: int = 60, axis: int = -1, state=None,
+           return_state: bool = False):
+    """Alarms from scores: one per episode, after a warm-up, with a cool-down.
+
+    A sample is a *hit* when its score is at least ``threshold``. Hits
+    fewer than ``merge_gap`` quiet samples apart form one *episode*; the
+    episode raises its alarm once it has lasted ``min_duration`` samples
+    (from its first hit), and stays raised until ``merge_gap`` quiet
+    samples have passed. For ``cooldown`` samples after a raised episode
+    no new episode begins; during the first ``warmup`` valid samples none
+    does.
+
+    Returns QARTOD-coded int8: 4 (fail) while an alarm is raised, 1 (pass)
+    otherwise, 2 in the warm-up, 9 for NaN scores. Each run of 4s is one
+    alarm: :func:`toolkit.flags_to_events` gives one event per episode.
+
+    Examples
+    --------
+    >>> s = np.zeros(40); s[[12, 14, 15]] = 1.0; s[30] = 1.0
+    >>> f = alarms(s, 0.5, warmup=5, merge_gap=3, cooldown=20)
+    >>> np.flatnonzero(f == 4).tolist()   # one episode: 12..15 and 3 quiet samples
+    [12, 13, 14, 15, 16, 17, 18]
+    >>> alarms(s, 0.5, warmup=5, merge_gap=3, cooldown=5)[30]  # after the cool-down
+    np.int8(4)
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) \
+            or not np.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got threshold={threshold!r}")
+    for name, value in (("warmup", warmup), ("merge_gap", merge_gap), ("cooldown", cooldown)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be a whole number >= 0, got {name}={value!r}")
+    if isinstance(min_duration, bool) or not isinstance(min_duration, (int, np.integer)) \
+            or min_duration < 1:
+        raise ValueError(f"min_duration must be a whole number >= 1, got "
+                         f"min_duration={min_duration!r}")
+    arr = as_float_array(scores, "scores")
+    series, shape = as_series(arr, axis)
+    n = series.shape[0]
+    st = series_state(state, n, np.zeros((n, ALARM_STATE_SIZE)), "state")
+    out = np.empty(series.shape, dtype=np.int8)
+    if series.size:
+        run_rows(_alarms, Rows(series), float(threshold), float(warmup), float(min_duration),
+                 float(merge_gap), float(cooldown), Rows(st), Rows(out))
+    result = from_series(out, shape, axis)
+    if not return_state:
+        return result
+    return result, st.reshape(shape[:-1] + (ALARM_STATE_SIZE,))
+
+
+def healthy_threshold(scores, quantile: float = 0.999, *, margin: float = 0.0) -> float:
+    """A threshold from the scores of a period the user marks as healthy.
+
+    The ``quantile`` of the (non-NaN) scores, raised by ``margin`` times the
+    distance left to 1: with scores in [0, 1], ``margin=0.5`` puts the
+    threshold half way from that quantile to certainty.
+
+    Examples
+    --------
+    >>> healthy_threshold(np.linspace(0, 0.9, 1001), 0.99)
+    0.891
+    """
+    if not 0.0 < quantile <= 1.0:
+        raise ValueError(f"quantile must be in (0, 1], got quantile={quantile!r}")
+    values = np.asarray(scores, dtype=float)
+    values = values[~np.isnan(values)]
+    if not values.size:
+        raise ValueError("the healthy period holds no scores (all NaN)")
+    q = float(np.quantile(values, quantile))
+    return float(round(q + margin * (1.0 - q), 12))
+
+
+__all__ = ["ALARM_STATE_SIZE", "STATE_SIZE", "alarms", "anomaly_score", "healthy_threshold"]
