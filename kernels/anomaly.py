@@ -106,8 +106,6 @@ def _anomaly(a, a_level, a_calib, warmup, learn_for, state, out):
                 continue
             step = abs(x - prev)
             run = run + 1.0 if step == 0.0 else 1.0
-            if step > 0.0 and step < res:
-                res = step
             floor = res if res < np.inf else 1e-9 * max(1.0, abs(x))
             s_level = max(1.2533 * mad, floor)
             s_step = max(1.2533 * dmad, floor)
@@ -121,6 +119,8 @@ def _anomaly(a, a_level, a_calib, warmup, learn_for, state, out):
             score = 1.0 - min(1.0, 2.0 * p)
             out[r, i] = score if n > warmup else 0.0
             prev = x
+            if step > 0.0 and step < res:  # the finest step seen: the data's resolution
+                res = step
             if n > learn_for:
                 continue
             # learn, robustly: errors clipped at 3 scales
