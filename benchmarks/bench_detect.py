@@ -121,7 +121,7 @@ def _shifted(stat):
 
 def det_default(x, healthy=None):
     s = kernels.anomaly_score(x)
-    threshold = 0.9999
+    threshold = 0.999
     if healthy is not None:
         threshold = max(0.99, kernels.healthy_threshold(s[..., healthy], 1.0))
     return s, kernels.alarms(s, threshold)

@@ -129,9 +129,10 @@ def _anomaly(a, a_level, a_calib, warmup, learn_for, state, out):
             mad += w * (min(abs(x - mu), 3.0 * s_level) - mad)
             mu += w * dev
             dmad += w * (min(step, 3.0 * s_step) - dmad)
-            wc = max(a_calib, min(0.002, 1.0 / n))
-            q1, b1 = _learn_tail(raw, q1, b1, wc)
-            q2, b2 = _learn_tail(ravg, q2, b2, wc)
+            if n > 10.0:  # the scales mean something by now
+                wc = max(a_calib, min(0.002, 1.0 / (n - 10.0)))
+                q1, b1 = _learn_tail(raw, q1, b1, wc)
+                q2, b2 = _learn_tail(ravg, q2, b2, wc)
             mrun += w * (min(run, 3.0 * mrun) - mrun)
         s[_N], s[_MU], s[_MAD], s[_PREV], s[_DMAD] = n, mu, mad, prev, dmad
         s[_RES], s[_RAVG] = res, ravg
@@ -256,8 +257,8 @@ def _alarms(s, threshold, warmup, min_duration, merge_gap, cooldown, state, out)
 
 
 @distributed(Scan((("flag", "int8"),)))
-def alarms(scores, threshold: float = 0.9999, *, warmup: int = 100, min_duration: int = 1,
-           merge_gap: int = 10, cooldown: int = 60, axis: int = -1, state=None,
+def alarms(scores, threshold: float = 0.999, *, warmup: int = 100, min_duration: int = 1,
+           merge_gap: int = 30, cooldown: int = 300, axis: int = -1, state=None,
            return_state: bool = False):
     """Alarms from scores: one per episode, after a warm-up, with a cool-down.
 

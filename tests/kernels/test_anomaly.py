@@ -92,13 +92,13 @@ def test_nan_samples_score_nan_and_change_nothing_else():
 def test_false_alarms_on_noise_are_rare_and_anomalies_are_found():
     rng = np.random.default_rng(11)
     noise = rng.normal(size=(10, 20_000))
-    flags = kernels.alarms(kernels.anomaly_score(noise), 0.9995)
+    flags = kernels.alarms(kernels.anomaly_score(noise))  # the defaults
     starts = ((flags[:, 1:] == 4) & (flags[:, :-1] != 4)).sum()
-    assert starts / noise.size < 2e-4  # fewer than 2 alarms per 10,000 samples
+    assert starts / noise.size < 5e-4  # fewer than 5 alarms per 10,000 samples
     x = rng.normal(size=6000)
     x[3000] += 9.0            # a spike
     x[4500:] += 5.0           # a level shift
-    f = kernels.alarms(kernels.anomaly_score(x), 0.9995)
+    f = kernels.alarms(kernels.anomaly_score(x))
     assert f[3000] == 4 and (f[4500:4505] == 4).any()
 
 

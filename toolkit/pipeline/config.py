@@ -211,8 +211,8 @@ DETECTOR_KEYS = {
 }
 DETECTOR_DEFAULTS = {
     "zscore": {"window": 60, "threshold": 6.0},
-    "anomaly": {"threshold": 0.9995, "halflife": 1024.0, "calibration": 4096.0,
-                "warmup": 100, "min_duration": 1, "merge_gap": 10, "cooldown": 60},
+    "anomaly": {"threshold": 0.999, "halflife": 1024.0, "calibration": 4096.0,
+                "warmup": 100, "min_duration": 1, "merge_gap": 30, "cooldown": 300},
 }
 OUTPUT_KEYS = {"folder": (_text, False), "report": (_boolean, False),
                "title": (_text, False), "events": (_texts, False)}
@@ -338,7 +338,7 @@ def check_config(raw: dict, *, name: str = "pipeline", text: str | None = None,
     Examples
     --------
     >>> c = check_config({"source": {"type": "synthetic"}, "grid": {"freq": "1min"}})
-    >>> c["grid"]["how"], c["checks"], c["output"]["folder"]
+    >>> c["grid"]["how"], c["checks"], Path(c["output"]["folder"]).name
     ('mean', {}, 'pipeline-out')
     >>> check_config({"source": {"type": "synthetic"}, "grid": {"freq": "1min"},
     ...               "checks": {"spike": {"suspect": 1}}})
