@@ -34,6 +34,7 @@ from .errors import (
     ToolkitError,
 )
 from .events import evaluate_events, flags_to_events
+from .explain import explain_events
 from .io import (
     LoadReport,
     Schema,
@@ -59,6 +60,7 @@ __all__ = [
     "Pipeline", "PipelineError",
     "LoadReport", "Schema", "alerts", "feed", "read_csv", "read_csv_samples", "read_http",
     "read_http_samples", "read_store", "sync",
-    "ToolkitError", "connect", "evaluate_events", "flags_to_events", "make_fleet",
+    "ToolkitError", "connect", "evaluate_events", "explain_events", "flags_to_events",
+    "make_fleet",
     "rolling_zscore", "zscore_flags",
 ]
