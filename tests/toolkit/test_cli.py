@@ -112,3 +112,51 @@ def test_bad_arguments_exit_2_with_a_message_not_a_traceback(argv):
     assert run.returncode == 2, (run.stdout, run.stderr)
     assert run.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in run.stderr
+
+
+def test_ctrl_c_stops_a_pipeline_run_cleanly(tmp_path):
+    """`iot-toolkit run` on its own local cluster, interrupted mid-run."""
+    from toolkit.synthetic import write_csv
+
+    (tmp_path / "in").mkdir()
+    write_csv(make_fleet(n_devices=60, days=4, seed=2).dataset, tmp_path / "in" / "a.csv")
+    (tmp_path / "p.toml").write_text(
+        '[source]\ntype = "csv"\npaths = ["in/*.csv"]\n[grid]\nfreq = "1min"\n'
+        '[detectors]\nzscore = {window = 60, threshold = 6.0}\nanomaly = {}\n'
+        '[output]\nfolder = "out"\n')
+    env = {k: v for k, v in os.environ.items() if k != "TOOLKIT_SCHEDULER"}
+    proc = subprocess.Popen([CLI, "run", str(tmp_path / "p.toml")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
+    try:
+        for line in proc.stdout:
+            if line.startswith("Dask dashboard"):
+                break
+        time.sleep(1.5)  # loading is under way
+        family = psutil.Process(proc.pid).children(recursive=True)
+        assert len(family) >= 2, "expected worker processes"
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr, stderr
+    deadline = time.monotonic() + 20
+    while [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]:
+        assert time.monotonic() < deadline, "orphan processes after Ctrl-C"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("command", ["demo", "run", "check", "sync", "serve-feed", "info"])
+def test_every_command_has_complete_help(command):
+    import argparse
+
+    from toolkit.cli import _parser
+
+    run = subprocess.run([CLI, command, "--help"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.startswith("usage: iot-toolkit " + command)
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parser = sub.choices[command]
+    assert parser.description, f"{command} has no description"
+    undocumented = [a.dest for a in parser._actions if not a.help]
+    assert not undocumented, f"{command}: arguments without help: {undocumented}"
