@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import math
 import os
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -96,6 +97,8 @@ class Server:
             headers["Content-Type"] = "text/plain; charset=utf-8"
         last = None
         for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(min(5.0, 0.2 * 2 ** attempt))  # back off before trying again
             req = urllib.request.Request(url, data=body, headers=headers,
                                          method="POST" if body is not None else "GET")
             try:
