@@ -122,7 +122,7 @@ def test_a_fleet_reads_back_exactly(influx, login, fleet, client):
         np.testing.assert_array_equal(got[m].values, ds[m].values)
     assert got.temperature.attrs["units"] == "degC"
     report = toolkit.LoadReport.of(got)
-    assert report.rows_read == len(wide) and report.requests >= len(ds.device)
+    assert report.rows_read == len(wide) and report.requests >= 1
     assert report.samples_valid == sum(int(ds[m].notnull().sum()) for m in metrics)
 
     long_form = read_influx(influx, "fleet", "tele_long", metric="metric", value="value",
