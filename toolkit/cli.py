@@ -217,8 +217,23 @@ def _feed_kwargs(args) -> dict:
                 token_param=args.token_param, retries=args.retries)
 
 
-def _sync(args) -> int:
+def _seconds(text: str, name: str) -> float:
+    """A positive duration such as ``60s`` or ``5min``, in seconds (else ArgumentError)."""
     import pandas as pd
+
+    from .errors import ArgumentError
+
+    try:
+        seconds = pd.Timedelta(text).total_seconds()
+    except ValueError:
+        raise ArgumentError(f"{name} must be a duration such as 60s or 5min, got "
+                            f"{text!r}") from None
+    if not seconds > 0:
+        raise ArgumentError(f"{name} must be a positive duration, got {text!r}")
+    return seconds
+
+
+def _sync(args) -> int:
 
     from .errors import ArgumentError, LoadError
     from .io.sync import sync, sync_every
@@ -228,12 +243,7 @@ def _sync(args) -> int:
                   quarantine=args.quarantine or "quarantine.csv", **_feed_kwargs(args))
     try:
         if args.every:
-            try:
-                every = pd.Timedelta(args.every).total_seconds()
-            except ValueError:
-                raise ArgumentError(f"--every must be a duration such as 60s or 5min, got "
-                                    f"{args.every!r}") from None
-            sync_every(args.url, args.store, every, **kwargs)
+            sync_every(args.url, args.store, _seconds(args.every, "--every"), **kwargs)
         else:
             print(sync(args.url, args.store, **kwargs))
     except ArgumentError as err:
@@ -333,17 +343,7 @@ def _run(args) -> int:
     pipeline = Pipeline.from_file(args.pipeline)
     if args.runs is not None and args.runs < 1:
         raise ArgumentError(f"--runs must be at least 1, got {args.runs}")
-    every = None
-    if args.every:
-        import pandas as pd
-
-        try:
-            every = pd.Timedelta(args.every).total_seconds()
-        except ValueError:
-            raise ArgumentError(f"--every must be a duration such as 60s or 5min, got "
-                                f"{args.every!r}") from None
-        if not every > 0:
-            raise ArgumentError(f"--every must be a positive duration, got {args.every!r}")
+    every = _seconds(args.every, "--every") if args.every else None
     with interruptible():
         client = connect(args.scheduler) if args.scheduler else pipeline.connect()
         try:
@@ -366,7 +366,6 @@ def _run(args) -> int:
 
 
 def _collect(args) -> int:
-    import pandas as pd
 
     from .errors import ArgumentError
     from .execution.progress import interruptible
@@ -375,11 +374,7 @@ def _collect(args) -> int:
     host, _, port = args.broker.rpartition(":")
     if not host or not port.isdigit():
         raise ArgumentError(f"broker must be HOST:PORT, got {args.broker!r}")
-    try:
-        every = pd.Timedelta(args.every).total_seconds()
-    except ValueError:
-        raise ArgumentError(f"--every must be a duration such as 60s, got {args.every!r}") \
-            from None
+    every = _seconds(args.every, "--every")
     pipeline, client, last = None, None, [time.monotonic()]
     if args.pipeline:
         from .pipeline import Pipeline

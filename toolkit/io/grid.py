@@ -146,6 +146,27 @@ class LoadReport:
         return json.dumps(asdict(self))
 
     @classmethod
+    def of_samples(cls, summaries, *, files: int = 1, blocks: int | None = None,
+                   **counts) -> LoadReport:
+        """The rows part of a report for blocks read as samples (every row loaded).
+
+        Examples
+        --------
+        >>> r = LoadReport.of_samples([{"rows": 3, "valid": 5, "missing": 1}], requests=2)
+        >>> r.rows_loaded, r.samples, r.requests
+        (3, 6, 2)
+        """
+        report = cls(files=files, blocks=len(summaries) if blocks is None else blocks,
+                     **counts)
+        for s in summaries:
+            report.rows_read += s["rows"]
+            report.samples_valid += s["valid"]
+            report.samples_missing += s["missing"]
+        report.rows_loaded = report.rows_read
+        report.samples = report.samples_valid + report.samples_missing
+        return report
+
+    @classmethod
     def of(cls, obj) -> LoadReport:
         """The report stored on a loaded Dataset's attributes.
 

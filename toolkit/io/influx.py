@@ -347,15 +347,9 @@ def read_influx_samples(url: str, database: str, measurement: str, *, device: st
     blocks = [dask.delayed(_block, pure=True)(f) for f in fetched]
     info = dask.compute(*[dask.delayed(_info, pure=True)(f) for f in fetched])
     summaries = [s for s, _ in info]
-    report = LoadReport(files=len(known), blocks=len(blocks))
-    report.requests = sum(len(q) for q in tasks)
-    report.pages = sum(c for _, c in info)
-    for s in summaries:
-        report.rows_read += s["rows"]
-        report.samples_valid += s["valid"]
-        report.samples_missing += s["missing"]
-    report.rows_loaded = report.rows_read
-    report.samples = report.samples_valid + report.samples_missing
+    report = LoadReport.of_samples(summaries, files=len(known),
+                                   requests=sum(len(q) for q in tasks),
+                                   pages=sum(c for _, c in info))
     return blocks, summaries, report, (columns if metric is None else None)
 
 

@@ -256,13 +256,7 @@ def read_store(path, *, freq=None, how: str = "mean", start=None, end=None) -> x
               for p in store.batch_paths()]
     blocks = list(dask.persist(*blocks))
     summaries = dask.compute(*[dask.delayed(Samples.summary)(b) for b in blocks])
-    report = LoadReport(files=1, blocks=len(blocks))
-    for s in summaries:
-        report.rows_read += s["rows"]
-        report.samples_valid += s["valid"]
-        report.samples_missing += s["missing"]
-    report.rows_loaded = report.rows_read
-    report.samples = report.samples_valid + report.samples_missing
+    report = LoadReport.of_samples(summaries)
     return samples_to_grid(blocks, summaries, report, freq=freq, how=how, duplicates="raise",
                            start=start, end=end, units=cp.units, source=str(path),
                            loader="read_store")

@@ -111,13 +111,7 @@ def load(source: dict, names: list, out: Path, run: int, all_files: list) -> Loa
                                                   cp.devices, cp.metrics) for b in names]
     blocks = list(dask.persist(*blocks))
     summaries = list(dask.compute(*[dask.delayed(Samples.summary)(b) for b in blocks]))
-    report = LoadReport(files=1, blocks=len(blocks))
-    for s in summaries:
-        report.rows_read += s["rows"]
-        report.samples_valid += s["valid"]
-        report.samples_missing += s["missing"]
-    report.rows_loaded = report.rows_read
-    report.samples = report.samples_valid + report.samples_missing
+    report = LoadReport.of_samples(summaries)
     return Loaded(blocks, summaries, report, dict(cp.units), None, str(path))
 
 
