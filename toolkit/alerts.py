@@ -16,19 +16,17 @@ to a CSV to send again.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from dataclasses import asdict, dataclass, field
 
 import msgspec
-import numpy as np
 import pandas as pd
 
 from .errors import ArgumentError, LoadError, ToolkitError
+from .events import alerts_of, idempotency_key
 from .io.fetch import Fetcher, HttpOptions, credentials, redact
 from .io.http import run_sync
 
 #: the columns an events table must have
-REQUIRED = ("device", "metric", "kind", "start")
 
 
 class AlertError(ToolkitError):
@@ -66,54 +64,6 @@ class AlertReport:
         out = asdict(self)
         out["failed"] = 0 if self.failed is None else len(self.failed)
         return out
-
-
-def idempotency_key(device, metric, kind, start) -> str:
-    """The key of an event: the same event always gets the same key.
-
-    Examples
-    --------
-    >>> k = idempotency_key("dev-1", "temperature", "spike", "2026-01-05T10:00:00")
-    >>> k == idempotency_key("dev-1", "temperature", "spike", pd.Timestamp("2026-01-05 10:00"))
-    True
-    >>> len(k)
-    32
-    """
-    stamp = pd.Timestamp(start)
-    text = f"{device}\x1f{metric}\x1f{kind}\x1f{stamp.value}"
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def alerts_of(events: pd.DataFrame) -> list[dict]:
-    """The JSON alerts of an events table (times as ISO 8601 UTC, NaN as null)."""
-    missing = [c for c in REQUIRED if c not in events.columns]
-    if missing:
-        raise ArgumentError(f"the events table lacks the columns {missing} (it has "
-                            f"{list(events.columns)}); pass the output of flags_to_events")
-    out = []
-    for row in events.to_dict("records"):
-        alert = {"idempotency_key": idempotency_key(row["device"], row["metric"], row["kind"],
-                                                    row["start"])}
-        for key, value in row.items():
-            alert[str(key)] = _jsonable(value)
-        out.append(alert)
-    return out
-
-
-def _jsonable(value):
-    if isinstance(value, (pd.Timestamp, np.datetime64)):
-        stamp = pd.Timestamp(value)
-        if stamp is pd.NaT:
-            return None
-        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-        return stamp.isoformat().replace("+00:00", "Z")
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if not np.isfinite(value) else float(value)
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    return str(value)
 
 
 def post(events: pd.DataFrame, url: str, *, batch_size: int = 100, token=None,

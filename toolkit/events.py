@@ -7,11 +7,14 @@ times and the largest absolute score inside the run.
 
 from __future__ import annotations
 
+import hashlib
+
 import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .errors import ArgumentError
 from .model import DEVICE, EVENT_COLUMNS, FLAG_MISSING, FLAG_SUSPECT, TIME
 
 
@@ -273,4 +276,58 @@ def evaluate_events(
     return summary, detected
 
 
-__all__ = ["evaluate_events", "flag_runs", "flags_to_events"]
+#: the columns an event needs to be sent anywhere
+REQUIRED = ("device", "metric", "kind", "start")
+
+
+def idempotency_key(device, metric, kind, start) -> str:
+    """The key of an event: the same event always gets the same key.
+
+    Examples
+    --------
+    >>> k = idempotency_key("dev-1", "temperature", "spike", "2026-01-05T10:00:00")
+    >>> k == idempotency_key("dev-1", "temperature", "spike", pd.Timestamp("2026-01-05 10:00"))
+    True
+    >>> len(k)
+    32
+    """
+    stamp = pd.Timestamp(start)
+    text = f"{device}\x1f{metric}\x1f{kind}\x1f{stamp.value}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def alerts_of(events: pd.DataFrame) -> list[dict]:
+    """The JSON alerts of an events table (times as ISO 8601 UTC, NaN as null)."""
+    missing = [c for c in REQUIRED if c not in events.columns]
+    if missing:
+        raise ArgumentError(f"the events table lacks the columns {missing} (it has "
+                            f"{list(events.columns)}); pass the output of flags_to_events")
+    out = []
+    for row in events.to_dict("records"):
+        alert = {"idempotency_key": idempotency_key(row["device"], row["metric"], row["kind"],
+                                                    row["start"])}
+        for key, value in row.items():
+            alert[str(key)] = jsonable(value)
+        out.append(alert)
+    return out
+
+
+def jsonable(value):
+    """A value of an events table as JSON has it: times in ISO 8601 UTC, NaN as null."""
+    if isinstance(value, (pd.Timestamp, np.datetime64)):
+        stamp = pd.Timestamp(value)
+        if stamp is pd.NaT:
+            return None
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        return stamp.isoformat().replace("+00:00", "Z")
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not np.isfinite(value) else float(value)
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+__all__ = ["alerts_of", "evaluate_events", "flag_runs", "flags_to_events", "idempotency_key",
+           "jsonable"]

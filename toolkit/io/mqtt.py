@@ -374,11 +374,11 @@ def send_commands(events: pd.DataFrame, host: str, port: int, *,
     """Publish each event to its device's command topic (QoS 1), once.
 
     Each message is the event as JSON with its ``idempotency_key`` (the key
-    of :func:`toolkit.alerts.idempotency_key`). ``ledger`` (a file) keeps the
+    of :func:`toolkit.events.idempotency_key`). ``ledger`` (a file) keeps the
     keys sent and acknowledged by the broker: events already there are not
     sent again. Returns how many were sent.
     """
-    from ..alerts import _jsonable, idempotency_key
+    from ..events import idempotency_key, jsonable
 
     topic_filter(topic)  # checks the pattern
     sent = set()
@@ -402,7 +402,7 @@ def send_commands(events: pd.DataFrame, host: str, port: int, *,
             key = idempotency_key(row["device"], row["metric"], row["kind"], row["start"])
             if key in sent:
                 continue
-            body = {"idempotency_key": key, **{k: _jsonable(v) for k, v in row.items()}}
+            body = {"idempotency_key": key, **{k: jsonable(v) for k, v in row.items()}}
             info = client.publish(topic.replace("{device}", str(row["device"])),
                                   json.dumps(body), qos=1)
             info.wait_for_publish(timeout)
