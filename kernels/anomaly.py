@@ -45,7 +45,7 @@ import numpy as np
 from numba import njit
 
 from ._wrap import JIT_OPTIONS, as_float_array, as_series, from_series, series_state
-from .distribution import Scan, distributed
+from .distribution import Reduce, Scan, distributed
 from .flags import FAIL, MISSING, NOT_EVALUATED, PASS
 from .parallel import Rows, run_rows
 
@@ -307,6 +307,7 @@ def alarms(scores, threshold: float = 0.999, *, warmup: int = 100, min_duration:
     return result, st.reshape(shape[:-1] + (ALARM_STATE_SIZE,))
 
 
+@distributed(Reduce())
 def healthy_threshold(scores, quantile: float = 0.999, *, margin: float = 0.0) -> float:
     """A threshold from the scores of a period the user marks as healthy.
 

@@ -217,6 +217,14 @@ def _feed_kwargs(args) -> dict:
                 token_param=args.token_param, retries=args.retries)
 
 
+def _quiet_after_interrupt() -> None:
+    """The user asked to stop: the complaints of the scheduler (it runs in this
+    process) and of the client's pending waits about work cancelled under them
+    are noise now."""
+    for name in ("distributed", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def _seconds(text: str, name: str) -> float:
     """A positive duration such as ``60s`` or ``5min``, in seconds (else ArgumentError)."""
     import pandas as pd
@@ -290,9 +298,7 @@ def _demo(args) -> int:
                               window=args.window, threshold=args.threshold,
                               seed=args.seed, out=args.out, client=client, http=args.http)
         except KeyboardInterrupt:
-            # The user asked to stop: the scheduler's complaints about work
-            # cancelled under it (it runs in this process) are noise now.
-            logging.getLogger("distributed").setLevel(logging.CRITICAL)
+            _quiet_after_interrupt()
             raise
         finally:
             client.close()
@@ -358,7 +364,7 @@ def _run(args) -> int:
                     print(f"wrote {result.store.name}, events.parquet, events.csv, health.csv"
                           f"{', report.html' if result.report else ''} in {result.folder}")
         except KeyboardInterrupt:
-            logging.getLogger("distributed").setLevel(logging.CRITICAL)
+            _quiet_after_interrupt()
             raise
         finally:
             client.close()
@@ -436,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return serve_feed(args)
     except KeyboardInterrupt:
+        _quiet_after_interrupt()
         print("\ninterrupted" + (": the cluster was shut down" if args.command in
                                  ("demo", "run") else ""), file=sys.stderr)
         return 130

@@ -45,6 +45,9 @@ CASES = {
     "sample_gaps": {"max_gap": 4, "times": True},
     "cusum": {"target": 0.0, "scale": 1.0},
     "peer_zscore": {"min_count": 1},
+    "anomaly_score": {"halflife": 8.0, "calibration": 16.0, "warmup": 5},
+    "alarms": {"threshold": 0.5, "warmup": 2, "min_duration": 2, "merge_gap": 2,
+               "cooldown": 3},
 }
 
 
