@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
@@ -218,11 +217,9 @@ def _feed_kwargs(args) -> dict:
 
 
 def _quiet_after_interrupt() -> None:
-    """The user asked to stop: the complaints of the scheduler (it runs in this
-    process) and of the client's pending waits about work cancelled under them
-    are noise now."""
-    for name in ("distributed", "asyncio"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    from .execution.progress import quiet_after_interrupt
+
+    quiet_after_interrupt()
 
 
 def _seconds(text: str, name: str) -> float:

@@ -11,6 +11,7 @@ loops here see the flag even then.
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import sys
 import threading
@@ -37,8 +38,17 @@ def sigint_handler(handler):
         signal.signal(signal.SIGINT, previous)
 
 
+def quiet_after_interrupt() -> None:
+    """The user asked to stop: from now on the complaints of the scheduler (it
+    may run in this process), of the client's pending waits and of the event
+    loop about work cancelled under them are noise, not news."""
+    for name in ("distributed", "asyncio", "tornado"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def _on_sigint(signum, frame):
     _INTERRUPTED.set()
+    quiet_after_interrupt()
     # Inside a garbage-collection callback an exception cannot propagate, and
     # distributed's own callback is left half-done (its next call then fails
     # an assertion): there, only set the flag, which the wait loops check.
@@ -120,4 +130,5 @@ def compute(client: Client, collection, *, show_progress: bool = True):
             print()
 
 
-__all__ = ["check_interrupted", "compute", "interruptible", "sigint_handler"]
+__all__ = ["check_interrupted", "compute", "interruptible", "quiet_after_interrupt",
+           "sigint_handler"]
