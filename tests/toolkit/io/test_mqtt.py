@@ -220,3 +220,28 @@ def test_commands_reach_each_device_exactly_once(tmp_path, broker):
         ["devices/dev-2/commands"]
     assert {body["metric"] for topic, body in received if topic.endswith("dev-2/commands")} \
         == {"humidity"}
+
+
+def test_collect_runs_the_pipeline_as_data_arrive(tmp_path, broker):
+    store = tmp_path / "store"
+    (tmp_path / "p.toml").write_text(
+        f'[source]\ntype = "store"\npath = "{store}"\n[grid]\nfreq = "1min"\n'
+        '[checks]\ntime_gap = { max_gap = "10min" }\n'
+        '[output]\nfolder = "out"\nreport = false\n[cluster]\nworkers = 1\n')
+    proc = _collector(broker.port, store, "--pipeline", str(tmp_path / "p.toml"), "--every",
+                      "1s", "--idle-stop", "5", wait=True)
+    pub = _publisher(broker.port, "pub-pipeline")
+    messages, expected = _messages(3)
+    half = len(messages) // 2
+    for k, (topic, payload) in enumerate(messages):
+        if k == half:
+            time.sleep(2.0)  # a batch after --every has passed: the pipeline runs
+        pub.publish(topic, payload, qos=1).wait_for_publish(30)
+    pub.loop_stop()
+    pub.disconnect()
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    runs = [line for line in stdout.splitlines() if line.startswith("run ")]
+    assert runs and "(full" in runs[0], stdout
+    out = pd.read_csv(tmp_path / "out" / "health.csv")
+    assert sorted(out.device) == sorted({d for d, _, _, _ in expected})
