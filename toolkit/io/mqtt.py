@@ -206,6 +206,7 @@ class Collector:
         self._connected = threading.Event()
         self._seen: set = set()
         self._log = None
+        self._session = "new"
 
     # --- the broker ---
 
@@ -220,12 +221,15 @@ class Collector:
         client.max_queued_messages_set(0)
 
         def on_connect(c, userdata, flags, reason_code, properties):
+            self._session = "resumed" if flags.session_present else "new"
             c.subscribe(self.filter, qos=1)
             self._connected.set()
+
+        def on_subscribe(c, userdata, mid, reason_codes, properties):
+            # the broker confirmed the subscription: from now on nothing is missed
             if self._log is not None:
                 self._log(f"connected to {self.host}:{self.port} (session "
-                          f"{'resumed' if flags.session_present else 'new'}), subscribed to "
-                          f"{self.filter}")
+                          f"{self._session}), subscribed to {self.filter}")
 
         def on_disconnect(c, userdata, flags, reason_code, properties):
             self._connected.clear()
@@ -234,6 +238,7 @@ class Collector:
             self._inbox.put((msg.topic, msg.payload, msg.mid, msg.qos))
 
         client.on_connect, client.on_disconnect = on_connect, on_disconnect
+        client.on_subscribe = on_subscribe
         client.on_message = on_message
         client.reconnect_delay_set(0.2, 5)
         return client
