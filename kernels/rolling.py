@@ -254,27 +254,60 @@ def _recentre(x, i, window, n, k, s1, s2):
     return k, s1, s2, largest
 
 
+@njit(**JIT_OPTIONS)
+def _redo_block(x, xb, xl, ob, start, window, k, state, inv, inv_res, inv_dof):
+    """Redo a block of the lean var/std loop sample by sample from the state
+    before it, recentring the sums at every window with a result whose
+    variance would lose digits. (Apart from the lean loop: a loop that can
+    change k within a block made the lean one about 1.6x slower.)"""
+    n, s1, s2, run, last_valid, largest = state
+    for j in range(xb.shape[0]):
+        v = xb[j]
+        u = xl[j]
+        d = v - k if v == v else 0.0
+        e = u - k if u == u else 0.0
+        n += np.int64(v == v) - np.int64(u == u)
+        s1 += d - e
+        s2 += d * d - e * e
+        largest = max(largest, d * d)
+        changed = (v < last_valid) | (v > last_valid)
+        run = 1 if changed else run + (v == v)
+        last_valid = v if changed else last_valid
+        centred = s2 - s1 * s1 * inv[n]
+        if run < n and _CANCELLATION * centred * inv_res[n] < largest:
+            k, s1, s2, largest = _recentre(x, start + j, window, n, k, s1, s2)
+            centred = s2 - s1 * s1 * inv[n]
+        ob[j] = 0.0 * inv_dof[n] if run >= n else max(centred, 0.0) * inv_dof[n]
+    return n, s1, s2, run, last_valid, largest, k
+
+
 def _make_fast_moments(stat):
     # The loop for the common case: a series without infinities. It is lean
     # because everything the careful loop (_make_moments) tracks per sample
     # is either cheap here or caught afterwards:
-    # - NaN is left out without a branch; an infinity is NOT left out, so it
-    #   turns the sums into inf or NaN, where they stay until the next
-    #   rebuild. The sums are checked before every rebuild and at the end;
-    #   a series whose sums went non-finite is marked in `bad` and redone by
-    #   the careful loop (sums that overflow land there too).
-    # - Whether the window is constant comes from `boundary`, the last valid
-    #   sample before the newest change of value: once it has left the
-    #   window, every valid sample in it is equal (NaN in between or not).
-    # - The sums are rebuilt around a fresh k every `every` samples, and at
-    #   once when the variance of a window with a result would lose digits
-    #   to cancellation (the careful loop tests every window).
-    # - The series is walked in blocks (block_of) through slices indexed from
-    #   0, so the compiled loop carries no negative-index handling; the
-    #   samples leaving the first window come from a slice of NaN, so one
-    #   loop body serves.
-    # (Written out in one body: with the step in an inlined helper, the
-    # cancellation test made the std loop 8x slower.)
+    # - Each block of the series is walked twice. The first pass forms every
+    #   sample's increments of the sums (entering minus leaving, NaN as 0)
+    #   with no carried state, so the compiler runs it on vector registers;
+    #   the second carries the sums and writes the results. The second pass
+    #   then does only what depends on the samples before.
+    # - An infinity is NOT left out, so it turns the sums into inf or NaN,
+    #   where they stay until the next rebuild. The sums are checked before
+    #   every rebuild and at the end; a series whose sums went non-finite is
+    #   marked in `bad` and redone by the careful loop (sums that overflow
+    #   land there too).
+    # - Whether the window is constant comes from `run`, the valid samples
+    #   since the newest change of value: when they are at least the
+    #   window's valid samples, every valid sample in it is equal.
+    # - Too few samples give NaN through tables by count (1/n, 1/(n-ddof)
+    #   and 1 are NaN below the fewest a result needs), so the results are
+    #   selected, not branched to.
+    # - The sums are rebuilt around a fresh k every `every` samples. A
+    #   window with a result whose variance would lose digits to
+    #   cancellation makes the second pass's `worst` negative; the block is
+    #   then redone sample by sample from the state before it
+    #   (_redo_block), recentring the sums wherever that happens.
+    # - The samples leaving the first window come from a slice of NaN
+    #   (block_of), so one loop body serves and slices index from 0.
     moments = stat != _SUM and stat != _MEAN
 
     @njit(**JIT_OPTIONS)
@@ -284,15 +317,24 @@ def _make_fast_moments(stat):
         need = max(min_count, ddof + 1)
         pad = np.empty(window, dtype=a.dtype)
         pad[:] = np.nan
-        # reciprocals by count: a multiplication instead of a division per
-        # sample (divisions and square roots share one slow unit)
-        inv = np.empty(window + 1)
+        # tables by count: a multiplication instead of a division per sample
+        # (divisions and square roots share one slow unit), NaN below `need`
+        inv = np.empty(window + 1)  # 1/n: the centring of the squared sums
+        inv_res = np.empty(window + 1)  # 1/n where a result is due
+        one = np.empty(window + 1)
+        count = np.empty(window + 1)
         inv_dof = np.empty(window + 1)
-        inv[0] = np.nan
-        for c in range(1, window + 1):
-            inv[c] = 1.0 / c
         for c in range(window + 1):
-            inv_dof[c] = 1.0 / (c - ddof) if c > ddof else np.nan
+            due = c >= need
+            inv[c] = 1.0 / c if c > 0 else np.nan
+            inv_res[c] = 1.0 / c if due else np.nan
+            one[c] = 1.0 if due else np.nan
+            count[c] = c if due else np.nan
+            inv_dof[c] = 1.0 / (c - ddof) if due else np.nan
+        inc = np.empty(every)  # increments of s1 (entering minus leaving)
+        dcount = np.empty(every, dtype=np.int64)
+        inc2 = np.empty(every if moments else 1)  # of s2
+        sq = np.empty(every if moments else 1)  # squared deviations entering
         for r in range(a.shape[0]):
             x = a[r]
             o = out[r]
@@ -301,9 +343,8 @@ def _make_fast_moments(stat):
             s1 = 0.0
             s2 = 0.0
             last_valid = k  # the first finite value
-            last_idx = -1
-            boundary = -1
-            largest = 0.0  # the largest d * d added since the last rebuild
+            run = 0
+            largest = 0.0  # the largest squared deviation added since the last rebuild
             start = 0
             while start < n_time:
                 if s1 - s1 != 0.0 or s2 - s2 != 0.0:
@@ -313,71 +354,53 @@ def _make_fast_moments(stat):
                 stop, xl = block_of(x, pad, start, window, every)
                 xb = x[start:stop]
                 ob = o[start:stop]
-                # positions relative to the block: the window's first sample
-                # is j - window + 1, so the window is constant once the
-                # boundary is at or before j - window
-                bnd = boundary - start
-                lidx = last_idx - start
-                for j in range(stop - start):
+                m = stop - start
+                # first pass: increments, no carried state
+                for j in range(m):
                     v = xb[j]
-                    valid = v == v
-                    d = v - k if valid else 0.0
-                    n += valid
-                    # NaN is neither a change nor a value. Two equal forms;
-                    # measured, the second is 5-9% faster for var and std,
-                    # the first 4-7% faster for sum and mean
-                    if not moments:
-                        changed = (v < last_valid) | (v > last_valid)
-                        bnd = lidx if changed else bnd
-                        last_valid = v if changed else last_valid
-                    else:
-                        same = v if valid else last_valid  # NaN repeats the last value
-                        bnd = lidx if same != last_valid else bnd
-                        last_valid = same
-                    lidx = j if valid else lidx
                     u = xl[j]
-                    left = u == u
-                    e = u - k if left else 0.0
-                    n -= left
-                    s1 += d - e
+                    d = v - k if v == v else 0.0
+                    e = u - k if u == u else 0.0
+                    inc[j] = d - e
+                    dcount[j] = np.int64(v == v) - np.int64(u == u)
                     if moments:
                         dd = d * d
-                        s2 += dd - e * e
-                        largest = max(largest, dd)
-                    constant = bnd <= j - window
-                    if n < need:
-                        ob[j] = np.nan
-                    elif constant:
-                        if stat == _MEAN:
-                            ob[j] = last_valid
-                        elif stat == _SUM:
-                            ob[j] = last_valid * n
-                        else:
-                            ob[j] = 0.0
-                    elif stat == _MEAN:
-                        ob[j] = k + s1 * inv[n]
+                        sq[j] = dd
+                        inc2[j] = dd - e * e
+                # second pass: the sums and the results
+                before = (n, s1, s2, run, last_valid, largest)
+                worst = np.inf
+                for j in range(m):
+                    v = xb[j]
+                    n += dcount[j]
+                    s1 += inc[j]
+                    # NaN is neither a change nor a value
+                    changed = (v < last_valid) | (v > last_valid)
+                    run = 1 if changed else run + (v == v)
+                    last_valid = v if changed else last_valid
+                    constant = run >= n
+                    if stat == _MEAN:
+                        ob[j] = last_valid * one[n] if constant else k + s1 * inv_res[n]
                     elif stat == _SUM:
-                        ob[j] = k * n + s1
+                        ob[j] = last_valid * count[n] if constant else k * count[n] + s1
                     else:
-                        # Only a window with a result needs its variance's
-                        # digits, so only such a window tests them: the sums
-                        # hold rounding of the order eps * n * `largest`
+                        s2 += inc2[j]
+                        largest = sq[j] if sq[j] > largest else largest
+                        centred = s2 - s1 * s1 * inv[n]
+                        var = max(centred, 0.0) * inv_dof[n]
+                        ob[j] = 0.0 * one[n] if constant else var
+                        # the sums hold rounding of the order eps * n * `largest`
                         # (every deviation added or removed since the last
-                        # rebuild was at most that), against a centred sum
-                        # s2 - s1**2 / n. The test covers the careful loop's
-                        # (mean - k)**2 > C * variance, and also big values
-                        # that passed through windows without a result.
-                        # (With min_count = window and scattered NaN most
-                        # windows have no result.)
-                        q = s1 * s1 * inv[n]
-                        if n > 1 and largest * n > _CANCELLATION * (s2 - q):
-                            k, s1, s2, largest = _recentre(x, start + j, window, n, k,
-                                                           s1, s2)
-                            q = s1 * s1 * inv[n]
-                        var = max(s2 - q, 0.0) * inv_dof[n]
-                        ob[j] = np.sqrt(var) if stat == _STD else var
-                boundary = bnd + start
-                last_idx = lidx + start
+                        # rebuild was at most that); a window with a result
+                        # needs it far below its centred sum
+                        gap = _CANCELLATION * centred * inv_res[n] - largest
+                        worst = gap if (gap < worst) & (not constant) else worst
+                if moments and worst < 0.0:
+                    n, s1, s2, run, last_valid, largest, k = _redo_block(
+                        x, xb, xl, ob, start, window, k, before, inv, inv_res, inv_dof)
+                if stat == _STD:
+                    for j in range(m):
+                        ob[j] = np.sqrt(ob[j])
                 start = stop
             bad[r] = s1 - s1 != 0.0 or s2 - s2 != 0.0
 
