@@ -124,6 +124,26 @@ def test_arrivals_at_random_times_give_the_full_result(tmp_path_factory, client,
     _same(folder, full)
 
 
+def test_fused_and_unfused_writes_give_identical_stores(tmp_path, client):
+    """The chain tasks writing their regions themselves (the default) and xarray's
+    to_zarr (a task per variable and chunk) leave the same store: a full run, then
+    an incremental one that writes into a region of the resized store."""
+    half = len(SAMPLES) // 2
+    stores = {}
+    for fuse in (True, False):
+        folder = tmp_path / f"fuse-{fuse}"
+        pipeline = _pipeline(folder)
+        _write(folder, SAMPLES.iloc[:half], 0)
+        first = pipeline.run(client, incremental=True, fuse_writes=fuse, **QUIET)
+        _write(folder, SAMPLES.iloc[half:], 1)
+        second = pipeline.run(client, incremental=True, fuse_writes=fuse, **QUIET)
+        assert (first.mode, second.mode) == ("full", "incremental")
+        stores[fuse] = xr.open_zarr(second.store).load()
+        stores[fuse].attrs.pop("source")  # the input folder, which differs
+    xr.testing.assert_identical(stores[True], stores[False])
+    assert stores[True].temperature_flat_line_flag.isin([1, 2, 3, 4, 9]).all()
+
+
 def test_late_samples_new_devices_and_changed_files_fall_back_to_a_full_run(tmp_path, client,
                                                                              full):
     pipeline = _pipeline(tmp_path)

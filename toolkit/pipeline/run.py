@@ -138,7 +138,7 @@ class Pipeline:
         return connect(address, **shape)
 
     def run(self, client=None, *, incremental: bool = False, echo=print,
-            progress: bool = True) -> RunResult:
+            progress: bool = True, fuse_writes: bool = True) -> RunResult:
         """Run once: everything, or with ``incremental=True`` only what is new.
 
         Parameters
@@ -153,12 +153,17 @@ class Pipeline:
             Receives each progress line (default print).
         progress : bool
             Draw a progress bar over the Dask work.
+        fuse_writes : bool
+            Each chain task writes its devices' region of every variable to
+            the store itself (default): one task per chunk of devices in
+            all. False writes through xarray's ``to_zarr``, a task per
+            variable and store chunk -- the same store, for comparison.
         """
         own = client is None
         if own:
             client = self.connect()
         try:
-            return _Run(self.config, client, incremental, echo, progress).go()
+            return _Run(self.config, client, incremental, echo, progress, fuse_writes).go()
         finally:
             if own:
                 client.close()
@@ -201,8 +206,9 @@ def config_hash(config: dict) -> str:
 
 
 class _Run:
-    def __init__(self, config, client, incremental, echo, progress):
+    def __init__(self, config, client, incremental, echo, progress, fuse_writes=True):
         self.c, self.client, self.incremental = config, client, incremental
+        self.fuse_writes = fuse_writes
         self.echo, self.progress = echo, progress
         self.out = Path(config["output"]["folder"])
         self.state_dir = self.out / STATE_DIR
@@ -369,6 +375,10 @@ class _Run:
         bounds = list(range(0, len(devices), dc)) + [len(devices)]
         token = dask.base.tokenize(plan, keep, run_no, meta["config"],
                                    [values[m].name for m in plan.metrics])
+        store = self.out / STORE
+        width = plan.n - plan.r
+        names, dtypes = _output_names(plan)
+        fused = self.fuse_writes
         results = []
         for i in range(len(bounds) - 1):
             lo, hi = bounds[i], bounds[i + 1]
@@ -380,22 +390,22 @@ class _Run:
                                             for k, s in arrays["states"].items()}
             op = {} if arrays is None else {k: _rows(s, lo, hi)
                                             for k, s in arrays["opens"].items()}
+            target = (str(store), lo, hi) if fused else None
             results.append(dask.delayed(_chain_task, pure=True)(
-                plan, keep, devices[lo:hi], v, c, st, op,
+                plan, keep, devices[lo:hi], v, c, st, op, target,
                 dask_key_name=f"pipeline-chain-{token}-{i}"))
-        width = plan.n - plan.r
-        names, dtypes = _output_names(plan, results, bounds)
         variables = {}
         for name, dtype in zip(names, dtypes, strict=True):
-            parts = [dsa.from_delayed(dask.delayed(_pick, pure=True)(
-                res, name, dask_key_name=f"pipeline-{name}-{token}-{i}"),
-                shape=(bounds[i + 1] - bounds[i], width), dtype=dtype)
-                for i, res in enumerate(results)]
-            variables[name] = ((DEVICE, TIME), dsa.concatenate(parts, axis=0),
-                               _attrs(name, plan, meta))
+            if fused:  # a template: only its metadata is written, the chain tasks write the rest
+                data = dsa.zeros((len(devices), width), chunks=(dc, width), dtype=dtype)
+            else:
+                data = dsa.concatenate([dsa.from_delayed(dask.delayed(_pick, pure=True)(
+                    res, name, dask_key_name=f"pipeline-{name}-{token}-{i}"),
+                    shape=(bounds[i + 1] - bounds[i], width), dtype=dtype)
+                    for i, res in enumerate(results)], axis=0)
+            variables[name] = ((DEVICE, TIME), data, _attrs(name, plan, meta))
         times = pd.to_datetime(plan.times(plan.r, plan.n), unit="ns")
         ds = xr.Dataset(variables, coords={DEVICE: devices.astype(object), TIME: times})
-        store = self.out / STORE
         t_last = plan.grid_start + plan.step_ns * (plan.n - 1)
         kept = [dask.delayed(sources.tail_samples, pure=True)(b, t_last) for b in blocks]
         if mode == "full":
@@ -410,9 +420,11 @@ class _Run:
                                consolidated=False, encoding=enc)
         else:
             _resize(store, plan.n, plan.r, plan.times(plan.r, plan.n))
-            write = ds.drop_vars([DEVICE, TIME]).to_zarr(
+            write = None if fused else ds.drop_vars([DEVICE, TIME]).to_zarr(
                 store, region={TIME: slice(plan.r, plan.n)}, mode="r+", compute=False,
                 zarr_format=2, consolidated=False, safe_chunks=False)
+        if fused:
+            write = None  # the metadata is written; the data comes from the chain tasks
         self.echo(f"{mode} run {run_no}: {len(plan.steps)} checks and detectors over "
                   f"{len(devices)} devices, bins {plan.r:,}..{plan.n - 1:,}, writing {store}")
         gathered = compute(self.client, dask.delayed(_gather, pure=False)(
@@ -525,13 +537,22 @@ class _Run:
         (self.state_dir / "next-run").write_text(str(run_no + 1))
 
 
-def _chain_task(plan, keep, devices, values, counts, states, opens):
+def _chain_task(plan, keep, devices, values, counts, states, opens, target=None):
+    """The chain of one chunk of devices; with ``target`` (store, first device, end)
+    it also writes the chunk's region of every variable (one task does it all)."""
     res = run_chain(plan, devices, values, counts, states, opens)
     lo, hi = keep - plan.i0, plan.n - 1 - plan.i0
     res["tail"] = {}
     for m in plan.metrics:
         res["tail"][m] = np.ascontiguousarray(values[m][:, lo:hi])
         res["tail"][count_name(m)] = np.ascontiguousarray(counts[m][:, lo:hi])
+    if target is not None:
+        import zarr
+
+        store, d0, d1 = target
+        group = zarr.open_group(store, mode="r+", zarr_format=2, use_consolidated=False)
+        for name, data in res.pop("vars").items():
+            group[name][d0:d1, plan.r:plan.n] = data
     return res
 
 
@@ -553,7 +574,7 @@ def _rows(state, lo, hi):
     return state[lo:hi]
 
 
-def _output_names(plan: Plan, results, bounds):
+def _output_names(plan: Plan):
     names, dtypes = [], []
     for m in plan.metrics:
         names += [m, count_name(m)]
