@@ -153,6 +153,39 @@ def cluster(n_workers, threads, memory_limit="4GiB"):
                         host="127.0.0.1")
 
 
+#: the pipeline a researcher runs, as a pipeline file would give it
+PIPELINE = {
+    "grid": {"freq": "5min"},
+    "checks": {"gross_range": {"fail": [-1e6, 1e6], "suspect": [-40, 1.1e5]},
+               "spike": {"suspect": 4.0, "fail": 10.0},
+               "flat_line": {"tolerance": 0.0, "suspect": 6, "fail": 12},
+               "time_gap": {"max_gap": "30min"}},
+    "detectors": {"zscore": {"window": 12, "threshold": 4.5, "min_count": 6},
+                  "anomaly": {}},
+    "output": {"report": False, "events": ["parquet"]},
+}
+
+
+def run_engine(client, store, out, threads, fuse=True):
+    """One run of the pipeline engine on the gridded fleet in ``store``: wall time,
+    tasks (in all and per chunk of devices), and idle time between tasks while
+    the workers computed."""
+    pipeline = toolkit.Pipeline.from_dict(
+        {**PIPELINE, "source": {"type": "zarr", "path": str(store)},
+         "output": {**PIPELINE["output"], "folder": str(out)}})
+    started = time.perf_counter()
+    with get_task_stream(client) as ts:
+        result = pipeline.run(client, progress=False, echo=lambda *a: None,
+                              fuse_writes=fuse)
+    wall = time.perf_counter() - started
+    spans = [s for t in ts.data for s in t["startstops"] if s["action"] == "compute"]
+    busy = sum(s["stop"] - s["start"] for s in spans)
+    span = max(s["stop"] for s in spans) - min(s["start"] for s in spans)
+    chunks = len({t["key"] for t in ts.data if "pipeline-chain" in str(t["key"])})
+    return {"wall": wall, "tasks": len(ts.data), "chunks": chunks,
+            "idle": 1 - busy / (span * threads), "events": len(result.events)}
+
+
 def scaling(folder: Path, quick: bool):
     n_devices, days = (100, 7) if quick else (1000, 28)
     store = folder / "scaling.zarr"
@@ -161,35 +194,54 @@ def scaling(folder: Path, quick: bool):
     print(f"\n## Scaling: {n_devices} devices x {days} days at 1 min, "
           f"{nbytes / GiB:.2f} GiB in Zarr (chunks of {PER_CHUNK} devices x all times, "
           f"{PER_CHUNK * days * 1440 * 8 / 2**20:.0f} MiB)\n")
+    print("The pipeline engine (toolkit.Pipeline, zarr source): regularise to 5 min, gross "
+          "range, spike, flat line, time gap, rolling z-score and the anomaly detector on "
+          "4 metrics, every variable to Zarr, events. Idle: 1 - busy / (span x threads) "
+          "over the tasks' own start and stop times.\n")
     rows = []
-    for label, n, threads in (("1 worker x 1 thread", 1, 1), ("2 workers x 1 thread", 2, 1),
-                              ("1 worker x 2 threads", 1, 2)):
+    shapes = (("1 worker x 1 thread", 1, 1, True), ("2 workers x 1 thread", 2, 1, True),
+              ("1 worker x 2 threads", 1, 2, True),
+              ("2 workers x 1 thread, writes through to_zarr", 2, 1, False))
+    for label, n, threads, fuse in shapes:
         with cluster(n, threads) as lc, Client(lc) as client:
-            run_pipeline(client, store, folder / "out.zarr", n * threads)  # warm: numba, zarr
-            peak = run_pipeline(client, store, folder / "out.zarr", n * threads)["peak"]
-            best = min((run_pipeline(client, store, folder / "out.zarr", n * threads, False)
+            run_engine(client, store, folder / "out", n * threads, fuse)  # warm: numba, zarr
+            best = min((run_engine(client, store, folder / "out", n * threads, fuse)
                         for _ in range(2)), key=lambda r: r["wall"])
-            best["peak"] = peak
         rows.append((label, best))
-    base, base_write = rows[0][1]["wall"], rows[0][1]["write"]
-    print("| cluster | wall s | speedup | graph s (client) | write s (Dask) | write speedup "
-          "| submit s | idle between tasks | events s | tasks | peak worker RSS |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    base = rows[0][1]["wall"]
+    print("| cluster | wall s | speedup | tasks | tasks per chunk of devices "
+          "| idle between tasks | events |")
+    print("|---|---|---|---|---|---|---|")
     for label, r in rows:
-        idle = 1 - r["write_busy"] / (r["write_span"] * r["threads"])
-        print(f"| {label} | {r['wall']:.2f} | {base / r['wall']:.2f}x | {r['build']:.2f} "
-              f"| {r['write']:.2f} | {base_write / r['write']:.2f}x | {r['write_lead']:.2f} "
-              f"| {idle:.1%} | {r['events']:.2f} | {r['tasks']} | {r['peak'] / GiB:.2f} GiB |")
+        print(f"| {label} | {r['wall']:.2f} | {base / r['wall']:.2f}x | {r['tasks']} "
+              f"| {r['tasks'] / max(r['chunks'], 1):.1f} | {r['idle']:.1%} | {r['events']} |")
     with dask.config.set(scheduler="threads", num_workers=2):
-        ds = xr.open_zarr(store)
-        pipeline(ds, folder / "out.zarr")
-        phases = {}
-        started = time.perf_counter()
-        pipeline(ds, folder / "out.zarr", phases)
-        wall = time.perf_counter() - started
-    print(f"| threaded scheduler, 2 threads (no cluster) | {wall:.2f} | {base / wall:.2f}x "
-          f"| {phases['build']:.2f} | {phases['write']:.2f} "
-          f"| {base_write / phases['write']:.2f}x | | | {phases['events']:.2f} | | |")
+        pipeline = toolkit.Pipeline.from_dict(
+            {**PIPELINE, "source": {"type": "zarr", "path": str(store)},
+             "output": {**PIPELINE["output"], "folder": str(folder / "out")}})
+        with Client(processes=False, n_workers=1, threads_per_worker=2,
+                    dashboard_address=None) as client:
+            pipeline.run(client, progress=False, echo=lambda *a: None)
+            started = time.perf_counter()
+            pipeline.run(client, progress=False, echo=lambda *a: None)
+            wall = time.perf_counter() - started
+    print(f"| one process, 2 threads (in-process cluster) | {wall:.2f} | {base / wall:.2f}x "
+          "| | | | |")
+    accessor_chain(folder, store, quick)
+
+
+def accessor_chain(folder: Path, store: Path, quick: bool):
+    """The same kind of chain written with the accessor and to_zarr: tasks per chunk
+    (the number before the pipeline engine fused it)."""
+    with cluster(2, 1) as lc, Client(lc) as client:
+        run_pipeline(client, store, folder / "out2.zarr", 2, memory=False)  # warm
+        r = run_pipeline(client, store, folder / "out2.zarr", 2, memory=False)
+    chunks = -(-xr.open_zarr(store).sizes["device"] // PER_CHUNK)
+    idle = 1 - r["write_busy"] / (r["write_span"] * 2)
+    print(f"\nThe accessor chain (regularize, rolling mean/std/z-score, three flag tests, "
+          f"to_zarr, then flags_to_events), 2 workers x 1 thread: {r['wall']:.2f} s, "
+          f"{r['tasks']} tasks = {r['tasks'] / chunks:.1f} per chunk of devices, idle "
+          f"between tasks {idle:.1%}")
 
 
 def against_xarray(folder: Path, quick: bool):

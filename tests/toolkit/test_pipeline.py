@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+import kernels
 import toolkit
 from tests.toolkit.test_report import CHROMIUM, _inspect
 from toolkit.feedserver import FeedServerProcess
@@ -263,3 +264,31 @@ def test_feed_pipeline_end_to_end_with_alerts(tmp_path, client):
                                                           echo=lambda *a: None)
         assert full.alerts.created == 0 and full.alerts.duplicates == len(result.events)
         assert len(_alerts(server.url)) == len(result.events)
+
+
+def test_gridded_zarr_source_reads_and_bins_inside_the_chain_tasks(tmp_path, client):
+    """A fleet already on a 1-minute grid, in Zarr, regularised to 5 minutes by the
+    chain tasks themselves: the values and counts equal regularize() on the
+    whole fleet, the flags equal the kernels' on them, and the run is one task
+    per chunk of devices up to the store (no task per metric)."""
+    fleet = toolkit.make_fleet(n_devices=7, days=0.5, freq="1min", seed=5).dataset
+    fleet = fleet[["temperature", "humidity"]].reset_coords(drop=True)
+    fleet.to_zarr(tmp_path / "fleet.zarr", zarr_format=2)
+    pipeline = Pipeline.from_dict({
+        "source": {"type": "zarr", "path": "fleet.zarr"}, "grid": {"freq": "5min"},
+        "checks": {"gross_range": {"fail": [-40, 85], "suspect": [0, 30]}},
+        "output": {"folder": "out", "report": False}}, base=tmp_path)
+    from distributed import get_task_stream
+    with get_task_stream(client) as ts:
+        result = pipeline.run(client, progress=False, echo=lambda *a: None)
+    got = xr.open_zarr(result.store).load()
+    expected = fleet.telemetry.regularize("5min").load()
+    for m in ("temperature", "humidity"):
+        np.testing.assert_array_equal(got[m].values, expected[m].values)
+        np.testing.assert_array_equal(got[f"{m}_count"].values, expected[f"{m}_count"].values)
+        flag = kernels.gross_range(expected[m].values, (-40, 85), (0, 30))
+        np.testing.assert_array_equal(got[f"{m}_gross_range_flag"].values, flag)
+    chains = [t for t in ts.data if "pipeline-chain" in str(t["key"])]
+    assert chains and not [t for t in ts.data if "regularize" in str(t["key"])]
+    with pytest.raises(toolkit.errors.ArgumentError, match="read whole"):
+        pipeline.run(client, incremental=True, progress=False, echo=lambda *a: None)

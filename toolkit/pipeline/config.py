@@ -3,7 +3,7 @@
 A pipeline file describes one job from raw telemetry to findings::
 
     [source]                      # where the samples come from
-    type = "csv"                  # csv | http | store | synthetic
+    type = "csv"                  # csv | http | store | zarr | synthetic
     paths = ["data/*.csv"]        # (csv) files or globs, relative to this file
     time = "timestamp"            # (csv) any read_csv schema keyword
 
@@ -50,7 +50,7 @@ import pandas as pd
 
 from ..errors import ArgumentError
 
-SOURCE_TYPES = ("csv", "http", "store", "synthetic")
+SOURCE_TYPES = ("csv", "http", "store", "zarr", "synthetic")
 CHECKS = ("gross_range", "spike", "rate_of_change", "flat_line", "time_gap")
 DETECTORS = ("zscore", "anomaly")
 SEVERITIES = ("suspect", "fail")
@@ -182,11 +182,13 @@ HTTP_KEYS = {
     "samples": (_text, False),
 }
 STORE_KEYS = {"path": (_text, True)}
+#: a fleet already on a grid (device x time), in Zarr: regularised onto [grid]
+ZARR_KEYS = {"path": (_text, True), "metrics": (_texts, False)}
 SYNTHETIC_KEYS = {
     "devices": (_whole(1), False), "days": (_number(above=0), False),
     "freq": (_duration, False), "seed": (_whole(0), False),
 }
-SOURCE_KEYS = {"csv": CSV_KEYS, "http": HTTP_KEYS, "store": STORE_KEYS,
+SOURCE_KEYS = {"csv": CSV_KEYS, "http": HTTP_KEYS, "store": STORE_KEYS, "zarr": ZARR_KEYS,
                "synthetic": SYNTHETIC_KEYS}
 GRID_KEYS = {
     "freq": (_duration, True),
@@ -369,7 +371,7 @@ def check_config(raw: dict, *, name: str = "pipeline", text: str | None = None,
     source = {"type": kind, **_check_table(src, SOURCE_KEYS[kind], ("source",), where)}
     if kind == "csv":
         source["paths"] = [str(base / p) for p in source["paths"]]
-    if kind == "store":
+    if kind in ("store", "zarr"):
         source["path"] = str(base / source["path"])
     if kind == "http" and "samples" in source:
         source["samples"] = str(base / source["samples"])

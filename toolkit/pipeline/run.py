@@ -224,15 +224,16 @@ class _Run:
         src = self.c["source"]
         state = read_state(self.state_dir) if self.incremental else None
         reason = ""
-        if self.incremental and src["type"] == "synthetic":
-            raise ArgumentError("a synthetic source has no new data to add: run it without "
-                                "incremental")
+        if self.incremental and src["type"] in ("synthetic", "zarr"):
+            what = "a synthetic source has" if src["type"] == "synthetic" else \
+                "a gridded Zarr source is read whole and has"
+            raise ArgumentError(f"{what} no new data to add: run it without incremental")
         if self.incremental and state is None:
             reason = f"no earlier run in {self.out}"
         elif state is not None and state["config"] != config_hash(self.c):
             reason, state = "the grid, checks or detectors changed since the last run", None
         run_no = (state["run"] + 1) if state else _next_run(self.state_dir)
-        if src["type"] == "synthetic":
+        if src["type"] in ("synthetic", "zarr"):
             return self.full(run_no, reason or "")
         now = sources.inventory(src, self.out, self.echo)
         if state is not None:
@@ -282,6 +283,11 @@ class _Run:
             report, blocks = None, []
             self.echo(f"fleet: {grid.sizes[DEVICE]} devices x {grid.sizes[TIME]:,} bins "
                       f"(synthetic, {len(fleet.events)} injected anomalies)")
+        elif src["type"] == "zarr":
+            grid = sources.gridded(src, grid_cfg["freq"], grid_cfg["how"])
+            report, blocks = None, []
+            self.echo(f"fleet: {grid.sizes[DEVICE]} devices x {grid.sizes[TIME]:,} bins "
+                      f"(from {src['path']})")
         else:
             names = list(inputs)
             loaded = sources.load(src, names, self.out, run_no, names)
@@ -302,9 +308,15 @@ class _Run:
         plan = Plan(tuple(steps), tuple(metrics), grid_start, int(self.step.value), 0, 0,
                     max(0, n - 1 - after), n)
         keep = max(0, plan.s - before)
-        grid = grid.chunk({DEVICE: dc, TIME: -1})
-        values = {m: grid[m].data for m in metrics}
-        counts = {m: grid[count_name(m)].data for m in metrics}
+        if src["type"] == "zarr":
+            values = {m: None for m in metrics}  # each chain task reads and bins its devices
+            counts = [sources.GriddedSlice(src["path"], tuple(metrics), grid_cfg["freq"],
+                                           grid_cfg["how"], lo, min(lo + dc, len(devices)), n)
+                      for lo in range(0, len(devices), dc)]
+        else:
+            grid = grid.chunk({DEVICE: dc, TIME: -1})
+            values = {m: grid[m].data for m in metrics}
+            counts = {m: grid[count_name(m)].data for m in metrics}
         units = {m: grid[m].attrs.get("units") for m in metrics if grid[m].attrs.get("units")}
         meta = {"config": config_hash(self.c), "grid_start": grid_start,
                 "step_ns": int(self.step.value), "devices": devices.tolist(),
@@ -374,7 +386,9 @@ class _Run:
         dc = meta["dc"]
         bounds = list(range(0, len(devices), dc)) + [len(devices)]
         token = dask.base.tokenize(plan, keep, run_no, meta["config"],
-                                   [values[m].name for m in plan.metrics])
+                                   [getattr(values[m], "name", None) for m in plan.metrics],
+                                   counts if isinstance(counts, list) else None,
+                                   time.time_ns() if isinstance(counts, list) else None)
         store = self.out / STORE
         width = plan.n - plan.r
         names, dtypes = _output_names(plan)
@@ -382,10 +396,13 @@ class _Run:
         results = []
         for i in range(len(bounds) - 1):
             lo, hi = bounds[i], bounds[i + 1]
-            v = {m: values[m].blocks[i, 0] if values[m].numblocks[1] == 1 else
-                 values[m][lo:hi].rechunk((hi - lo, -1)) for m in plan.metrics}
-            c = {m: counts[m].blocks[i, 0] if counts[m].numblocks[1] == 1 else
-                 counts[m][lo:hi].rechunk((hi - lo, -1)) for m in plan.metrics}
+            if isinstance(counts, list):  # slices read inside the chain task
+                v, c = None, counts[i]
+            else:
+                v = {m: values[m].blocks[i, 0] if values[m].numblocks[1] == 1 else
+                     values[m][lo:hi].rechunk((hi - lo, -1)) for m in plan.metrics}
+                c = {m: counts[m].blocks[i, 0] if counts[m].numblocks[1] == 1 else
+                     counts[m][lo:hi].rechunk((hi - lo, -1)) for m in plan.metrics}
             st = {} if arrays is None else {k: _rows(s, lo, hi)
                                             for k, s in arrays["states"].items()}
             op = {} if arrays is None else {k: _rows(s, lo, hi)
@@ -539,7 +556,10 @@ class _Run:
 
 def _chain_task(plan, keep, devices, values, counts, states, opens, target=None):
     """The chain of one chunk of devices; with ``target`` (store, first device, end)
-    it also writes the chunk's region of every variable (one task does it all)."""
+    it also writes the chunk's region of every variable (one task does it all).
+    ``counts`` may be a :class:`sources.GriddedSlice`, read and binned here."""
+    if isinstance(counts, sources.GriddedSlice):
+        values, counts = counts.load()
     res = run_chain(plan, devices, values, counts, states, opens)
     lo, hi = keep - plan.i0, plan.n - 1 - plan.i0
     res["tail"] = {}
