@@ -231,8 +231,27 @@ def check_grid_args(freq, how: str, duplicates: str) -> pd.Timedelta | None:
 
 def samples_to_grid(blocks, summaries, report: LoadReport, *, freq=None, how: str = "mean",
                     duplicates: str = "mean", start=None, end=None, metrics=None,
-                    units: dict | None = None, source: str, loader: str) -> xr.Dataset:
+                    units: dict | None = None, source: str, loader: str,
+                    binned_in_blocks: bool | None = None) -> xr.Dataset:
     """Regularise the samples of every block onto one grid: the fleet Dataset.
+
+    Two ways, one result (the same values, counts and load report):
+
+    - **binned in the blocks** (the default when it fits): each block's
+      samples are binned where they lie, into partial bins (count, sum, and
+      min, max, first or last with their times) over only the series and
+      bins the block touches; the partials of each device group are then
+      added up. Only partial bins move between workers. Duplicates within a
+      block are merged (or raised) by the policy there. Duplicates *across*
+      blocks cannot be seen in partials, so a device group in which any
+      series has samples from two blocks with overlapping times (equal
+      times included) is redone from the samples by the second way, for
+      every policy. Time- or device-ordered inputs (a gateway's log, a file
+      per device) never overlap.
+    - **from the samples**: each device group gathers its samples from every
+      block, merges duplicates by the policy and bins them. Taken for the
+      whole load when partials would be much larger than the samples (a
+      block whose rows are in no order spans every series and bin).
 
     Parameters
     ----------
@@ -251,6 +270,9 @@ def samples_to_grid(blocks, summaries, report: LoadReport, *, freq=None, how: st
         ``{metric: units}`` for the variables' attributes.
     source, loader : str
         For the dataset's ``source`` and ``history`` (and error messages).
+    binned_in_blocks : bool, optional
+        Force one way (True: partial bins, with the per-group fall-back;
+        False: from the samples). Default: partial bins when they fit.
 
     Returns
     -------
@@ -272,8 +294,14 @@ def samples_to_grid(blocks, summaries, report: LoadReport, *, freq=None, how: st
     grid_start = (lo // s_ns) * s_ns
     n_bins = max(0, (hi - grid_start) // s_ns + 1)
     bounds = _device_groups(len(devices), n_bins, len(names), report.samples_valid)
-    assembled = _assemble_groups(blocks, devices, names, bounds, grid_start, s_ns, n_bins,
-                                 how, duplicates)
+    if binned_in_blocks is None:
+        binned_in_blocks = _partials_fit(summaries, names, grid_start, s_ns, n_bins)
+    if binned_in_blocks:
+        assembled = _bin_in_blocks(blocks, devices, names, bounds, grid_start, s_ns, n_bins,
+                                   how, duplicates)
+    else:
+        assembled = _assemble_groups(blocks, devices, names, bounds, grid_start, s_ns, n_bins,
+                                     how, duplicates)
     counts = dask.compute(*[dask.delayed(_counts)(a) for a in assembled])
     report.duplicates_merged = sum(c[0] for c in counts)
     report.samples_outside = sum(c[1] for c in counts)
@@ -330,8 +358,9 @@ def _device_groups(n_devices, n_bins, n_metrics, n_valid) -> list[int]:
 
 
 def _assemble_groups(blocks, devices, names, bounds, grid_start, s_ns, n_bins, how,
-                     duplicates):
-    """Each device group's samples from every block, merged and binned (persisted)."""
+                     duplicates, groups=None):
+    """Each device group's samples from every block, merged and binned (persisted);
+    only the groups ``groups`` (default all)."""
     token = tokenize(tuple(b.key for b in blocks), s_ns, how, duplicates, grid_start, n_bins)
     metric_index = {m: i for i, m in enumerate(names)}
     pieces = [dask.delayed(_split, pure=True)(
@@ -340,7 +369,8 @@ def _assemble_groups(blocks, devices, names, bounds, grid_start, s_ns, n_bins, h
     assembled = [dask.delayed(_assemble, pure=True)(
         [pc[k] for pc in pieces], bounds[k + 1] - bounds[k], names,
         devices[bounds[k]:bounds[k + 1]], grid_start, s_ns, n_bins, how, duplicates,
-        dask_key_name=f"regularize-samples-{token}-{k}") for k in range(len(bounds) - 1)]
+        dask_key_name=f"regularize-samples-{token}-{k}")
+        for k in (range(len(bounds) - 1) if groups is None else groups)]
     return list(dask.persist(*assembled))
 
 
@@ -356,6 +386,151 @@ def _variables(assembled, names, bounds, n_bins, how, units) -> dict:
                 {"long_name": m, **({"units": units[m]} if m in units else {})}
             variables[name] = ((DEVICE, TIME), dsa.concatenate(blocks, axis=0), attrs)
     return variables
+
+
+def _partials_fit(summaries, names, grid_start, s_ns, n_bins) -> bool:
+    """Whether every block's partial bins (its series x the bins it spans) stay
+    within a few times its samples."""
+    for sm in summaries:
+        if sm["tmin"] is None or not sm["valid"]:
+            continue
+        b0 = min(max((sm["tmin"] - grid_start) // s_ns, 0), n_bins)
+        b1 = min(max((sm["tmax"] - grid_start) // s_ns + 1, 0), n_bins)
+        cells = len(sm["devices"]) * len(sm["metrics"] or names) * max(b1 - b0, 0)
+        if cells > 4 * sm["valid"] + 65_536:
+            return False
+    return True
+
+
+def _bin_in_blocks(blocks, devices, names, bounds, grid_start, s_ns, n_bins, how,
+                   duplicates):
+    """Partial bins in each block's own task, added up per device group; a group
+    whose series overlap in time between blocks is redone from the samples."""
+    token = tokenize(tuple(b.key for b in blocks), s_ns, how, duplicates, grid_start, n_bins)
+    metric_index = {m: i for i, m in enumerate(names)}
+    partials = [dask.delayed(_bin_block, pure=True)(
+        b, devices, metric_index, bounds, names, grid_start, s_ns, n_bins, how, duplicates,
+        dask_key_name=f"bin-samples-{token}-{i}") for i, b in enumerate(blocks)]
+    combined = [dask.delayed(_combine_partials, pure=True)(
+        [pc[k] for pc in partials], bounds[k + 1] - bounds[k], len(names), n_bins, how,
+        dask_key_name=f"regularize-partials-{token}-{k}") for k in range(len(bounds) - 1)]
+    combined = list(dask.persist(*combined))
+    overlapping = dask.compute(*[dask.delayed(_overlaps)(c) for c in combined])
+    redo = [k for k, flag in enumerate(overlapping) if flag]
+    if redo:
+        again = _assemble_groups(blocks, devices, names, bounds, grid_start, s_ns, n_bins,
+                                 how, duplicates, groups=redo)
+        for k, a in zip(redo, again, strict=True):
+            combined[k] = a
+    return combined
+
+
+def _bin_block(parsed: Samples, devices, metric_index, bounds, names, start, step, n_bins,
+               how, policy):
+    """One block's partial bins per device group (see :func:`_partial`)."""
+    pieces = _split(parsed, devices, metric_index, bounds)
+    return tuple(_partial(piece, bounds[k + 1] - bounds[k], names,
+                          devices[bounds[k]:bounds[k + 1]], start, step, n_bins, how, policy)
+                 for k, piece in enumerate(pieces))
+
+
+def _partial(piece, n_dev, names, devices, start, step, n_bins, how, policy) -> dict:
+    """Partial bins of one block's samples of one device group: the series present
+    (``rows``), their first and last times, the bins ``[b0, b0 + width)`` they
+    span, and the statistics over that window only."""
+    n_m = len(names)
+    s, t, v = _valid_samples([piece], n_m)
+    s, t, v, dups = _dedupe(s, t, v, n_dev * n_m, policy, names, devices)
+    present = np.bincount(s, minlength=n_dev * n_m) > 0
+    rows = np.flatnonzero(present)
+    local = (np.cumsum(present) - 1)[s]
+    tmin = np.full(rows.size, np.iinfo(np.int64).max, np.int64)
+    tmax = np.full(rows.size, np.iinfo(np.int64).min, np.int64)
+    np.minimum.at(tmin, local, t)
+    np.maximum.at(tmax, local, t)
+    b0 = b1 = 0
+    if t.size:
+        b0 = int(min(max((t.min() - start) // step, 0), n_bins))
+        b1 = int(min(max((t.max() - start) // step + 1, 0), n_bins))
+    binned = kernels.bin_samples(t, v, local, start=start + b0 * step, step=step,
+                                 n_bins=max(b1 - b0, 0), n_series=max(rows.size, 1),
+                                 stats=("count", "sum") + _EXTRA_STATS[how])
+    return {"rows": rows, "tmin": tmin, "tmax": tmax, "b0": b0, "binned": binned,
+            "dups": dups, "outside": int(binned.outside.sum())}
+
+
+#: what each `how` needs besides count and sum
+_EXTRA_STATS = {"mean": (), "sum": (), "count": (), "min": ("min",), "max": ("max",),
+                "first": ("first",), "last": ("last",)}
+
+
+def _combine_partials(partials, n_dev, n_m, n_bins, how) -> dict:
+    """A device group's partial bins from every block added up into its grid (the
+    same dict as :func:`_assemble`); ``{"overlap": True}`` when two blocks hold
+    samples of one series at overlapping times (they may share duplicates)."""
+    rows = np.concatenate([p["rows"] for p in partials])
+    if rows.size:
+        tmin = np.concatenate([p["tmin"] for p in partials])
+        tmax = np.concatenate([p["tmax"] for p in partials])
+        order = np.lexsort((tmin, rows))
+        r, lo, hi = rows[order], tmin[order], tmax[order]
+        # sorted by start, two intervals of a series overlap only if two
+        # neighbours do
+        if ((r[1:] == r[:-1]) & (lo[1:] <= hi[:-1])).any():
+            return {"overlap": True}
+    n_series = n_dev * n_m
+    count = np.zeros((n_series, n_bins), np.int64)
+    total = np.zeros((n_series, n_bins))
+    extra = None
+    if how in ("min", "max", "first", "last"):
+        extra = np.full((n_series, n_bins), np.nan)
+        when = np.zeros((n_series, n_bins), np.int64)
+    for p in partials:
+        b = p["binned"]
+        if not p["rows"].size or not b.count.shape[1]:
+            continue
+        idx = (p["rows"], slice(p["b0"], p["b0"] + b.count.shape[1]))
+        had = count[idx] > 0
+        count[idx] += b.count
+        total[idx] += b.sum
+        if extra is None:
+            continue
+        got = b.count > 0
+        cur, cur_t = extra[idx], when[idx]
+        if how == "min":
+            take = got & (~had | (b.min < cur))
+            new, new_t = b.min, cur_t
+        elif how == "max":
+            take = got & (~had | (b.max > cur))
+            new, new_t = b.max, cur_t
+        elif how == "first":
+            take = got & (~had | (b.first_time < cur_t))
+            new, new_t = b.first, b.first_time
+        else:
+            take = got & (~had | (b.last_time >= cur_t))
+            new, new_t = b.last, b.last_time
+        extra[idx] = np.where(take, new, cur)
+        when[idx] = np.where(take, new_t, cur_t)
+    if how == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stat = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    elif how == "sum":
+        stat = total
+    elif how == "count":
+        stat = count
+    else:
+        stat = extra
+    shape = (n_dev, n_m, n_bins)
+    out_count = count.reshape(shape).transpose(1, 0, 2).astype(np.int32)
+    stat = stat.reshape(shape).transpose(1, 0, 2)
+    stat = stat.astype(np.int32) if how == "count" else stat
+    return {"stat": np.ascontiguousarray(stat), "count": np.ascontiguousarray(out_count),
+            "dups": sum(p["dups"] for p in partials),
+            "outside": sum(p["outside"] for p in partials), "binned": int(count.sum())}
+
+
+def _overlaps(combined) -> bool:
+    return bool(combined.get("overlap"))
 
 
 def _nice_step(step_ns: int) -> pd.Timedelta:
@@ -387,8 +562,8 @@ def _split(parsed: Samples, devices, metric_index, bounds):
     return tuple(out)
 
 
-def _assemble(pieces, n_dev, names, devices, start, step, n_bins, how, policy):
-    n_m = len(names)
+def _valid_samples(pieces, n_m):
+    """The valid samples of pieces as (series = device * n_m + metric, time, value)."""
     # one allocation for the group's valid samples, filled piece by piece
     valid = [~np.isnan(v) for _, _, _, v in pieces]
     total = sum(int(m.sum()) for m in valid)
@@ -407,9 +582,14 @@ def _assemble(pieces, n_dev, names, devices, start, step, n_bins, how, policy):
         t[at:at + k] = times[ok]
         v[at:at + k] = values[ok]
         at += k
+    return s, t, v
+
+
+def _assemble(pieces, n_dev, names, devices, start, step, n_bins, how, policy):
+    n_m = len(names)
+    s, t, v = _valid_samples(pieces, n_m)
     s, t, v, dups = _dedupe(s, t, v, n_dev * n_m, policy, names, devices)
-    stats = {"mean": (), "sum": (), "count": (), "min": ("min",), "max": ("max",),
-             "first": ("first",), "last": ("last",)}[how]
+    stats = _EXTRA_STATS[how]
     binned = kernels.bin_samples(t, v, s, start=start, step=step, n_bins=n_bins,
                                  n_series=n_dev * n_m, stats=("count", "sum") + stats)
     stat = {"mean": binned.mean, "sum": binned.sum, "count": binned.count}.get(how)

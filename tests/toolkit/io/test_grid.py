@@ -60,3 +60,87 @@ def test_the_loader_and_regularize_aggregate_alike(path, how):
         np.testing.assert_allclose(direct[m], regular[m], rtol=1e-12, equal_nan=True)
         np.testing.assert_array_equal(direct[count_name(m)], regular[count_name(m)])
         assert direct[count_name(m)].attrs == regular[count_name(m)].attrs == count_attrs(m)
+
+
+def _blocks(order: str, rng, n_blocks: int):
+    """Long-form samples of 5 devices x 2 metrics over 3 hours (every 20 s, some
+    jitter, NaN, duplicates within blocks, a few before the grid), cut into
+    blocks: by time (no series overlaps another block in time), by device, or
+    shuffled (series overlap across blocks, with duplicates across them)."""
+    import dask
+
+    from toolkit.io.grid import Samples
+
+    devices = np.array([f"d{i}" for i in range(5)])
+    t = np.arange(0, 3 * 3600, 20, dtype=np.int64) * 10**9 + 1_700_000_000 * 10**9
+    dev, met, tt = (a.ravel() for a in np.meshgrid(np.arange(5), np.arange(2), t,
+                                                   indexing="ij"))
+    tt = tt + rng.integers(0, 5, tt.size) * 10**9
+    val = rng.normal(20, 3, tt.size).round(2)
+    val[rng.random(val.size) < 0.05] = np.nan
+    dup = rng.choice(tt.size, 300, replace=False)  # a second sample at the same time
+    dev, met, tt = (np.concatenate([a, a[dup]]) for a in (dev, met, tt))
+    val = np.concatenate([val, rng.normal(20, 3, dup.size).round(2)])
+    if order == "time":
+        idx = np.lexsort((dev, tt))
+    elif order == "device":
+        idx = np.lexsort((tt, met, dev))
+    else:
+        idx = rng.permutation(tt.size)
+    cuts = np.array_split(idx, n_blocks)
+    if order != "shuffled":  # duplicates stay inside one block
+        cuts = [c for c in cuts if c.size]
+        for k in range(1, len(cuts)):
+            key = lambda i: (dev[i], met[i], tt[i])  # noqa: E731
+            while cuts[k].size and key(cuts[k][0]) in {key(i) for i in cuts[k - 1][-3:]}:
+                cuts[k - 1] = np.append(cuts[k - 1], cuts[k][0])
+                cuts[k] = cuts[k][1:]
+    blocks = [Samples(devices, dev[c].astype(np.int32), tt[c], ["humidity", "temperature"],
+                      met[c].astype(np.int32), val[c]) for c in cuts if c.size]
+    summaries = [b.summary() for b in blocks]
+    return list(dask.persist(*[dask.delayed(b) for b in blocks])), summaries
+
+
+@pytest.mark.parametrize("order", ["time", "device", "shuffled"])
+@pytest.mark.parametrize("duplicates", ["mean", "first", "last"])
+@pytest.mark.parametrize("how", HOWS)
+def test_binning_in_the_blocks_equals_binning_the_samples(client, order, duplicates, how):
+    """Partial bins per block, added up per device group, give the grid and the
+    load report of the sample path, for every how and duplicates policy; blocks
+    whose series overlap in time (shuffled rows) go through the sample path."""
+    from toolkit.io.grid import samples_to_grid
+
+    from distributed import get_task_stream
+
+    results, ran = {}, {}
+    for way in (True, False):
+        blocks, summaries = _blocks(order, rng=np.random.default_rng(7), n_blocks=6)
+        report = LoadReport.of_samples(summaries)
+        with get_task_stream(client) as ts:
+            ds = samples_to_grid(blocks, summaries, report, freq="5min", how=how,
+                                 duplicates=duplicates, start="2023-11-14T22:20:00",
+                                 source="test", loader="test", binned_in_blocks=way)
+            results[way] = (ds.load(), report)
+        ran[way] = {str(t["key"]).split("-")[0] + "-" + str(t["key"]).split("-")[1]
+                    for t in ts.data}
+    # which way each took: partials alone for ordered blocks, the samples too
+    # for the groups of shuffled ones
+    assert "regularize-partials" in ran[True] and "regularize-samples" in ran[False]
+    assert ("regularize-samples" in ran[True]) == (order == "shuffled")
+    (a, ra), (b, rb) = results[True], results[False]
+    for name in b.data_vars:
+        np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-13,
+                                   equal_nan=True, err_msg=name)
+    assert (ra.duplicates_merged, ra.samples_outside, ra.samples_binned) == \
+        (rb.duplicates_merged, rb.samples_outside, rb.samples_binned)
+    assert rb.duplicates_merged > 0 and rb.samples_outside > 0
+
+
+def test_duplicates_raise_in_the_block_that_holds_them(client):
+    from toolkit.io.grid import samples_to_grid
+
+    blocks, summaries = _blocks("time", np.random.default_rng(7), n_blocks=4)
+    with pytest.raises(toolkit.LoadError, match="duplicate samples"):
+        samples_to_grid(blocks, summaries, LoadReport.of_samples(summaries), freq="5min",
+                        duplicates="raise", source="test", loader="test",
+                        binned_in_blocks=True).load()
