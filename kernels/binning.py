@@ -370,6 +370,38 @@ def _increasing(s, t, last):
     return True
 
 
+@njit(**JIT_OPTIONS)
+def _time_range(s, t, lo, hi):
+    for i in range(s.shape[0]):
+        r = s[i]
+        if t[i] < lo[r]:
+            lo[r] = t[i]
+        if t[i] > hi[r]:
+            hi[r] = t[i]
+
+
+def time_range_per_series(series, times, n_series: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first and last time of each series (int64 max and min for a series
+    without samples) -- one O(n) pass.
+
+    Examples
+    --------
+    >>> lo, hi = time_range_per_series(np.array([1, 0, 1]), np.array([5, 7, 3]), 3)
+    >>> lo[:2], hi[:2]
+    (array([7, 3]), array([7, 5]))
+    """
+    s = np.ascontiguousarray(series, dtype=np.int64)
+    t = np.ascontiguousarray(times, dtype=np.int64)
+    if s.shape != t.shape:
+        raise ValueError(f"series and times differ in shape: {s.shape} and {t.shape}")
+    if s.size and (s.min() < 0 or s.max() >= n_series):
+        raise ValueError(f"series codes must lie in [0, {n_series})")
+    lo = np.full(int(n_series), np.iinfo(np.int64).max, dtype=np.int64)
+    hi = np.full(int(n_series), np.iinfo(np.int64).min, dtype=np.int64)
+    _time_range(s, t, lo, hi)
+    return lo, hi
+
+
 def increasing_per_series(series, times, n_series: int) -> bool:
     """True when, in input order, every series' times strictly increase.
 

@@ -219,7 +219,9 @@ def _times(table: pa.Table, schema: Schema) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fast(buf, schema: Schema, block: Block, lines: int) -> Parsed:
-    if not bytes(buf).strip():  # nothing but blank lines (pyarrow calls it an error)
+    # nothing but blank lines (pyarrow calls it an error); the whole block is
+    # copied and stripped only when its start is blank
+    if not bytes(buf[:1 << 16]).strip() and not bytes(buf).strip():
         return Parsed.no_rows(block, schema.metrics, schema.layout == "wide", empty=lines)
     try:
         table = pcsv.read_csv(

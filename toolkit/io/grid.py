@@ -444,10 +444,8 @@ def _partial(piece, n_dev, names, devices, start, step, n_bins, how, policy) -> 
     present = np.bincount(s, minlength=n_dev * n_m) > 0
     rows = np.flatnonzero(present)
     local = (np.cumsum(present) - 1)[s]
-    tmin = np.full(rows.size, np.iinfo(np.int64).max, np.int64)
-    tmax = np.full(rows.size, np.iinfo(np.int64).min, np.int64)
-    np.minimum.at(tmin, local, t)
-    np.maximum.at(tmax, local, t)
+    tmin, tmax = kernels.binning.time_range_per_series(local, t, max(rows.size, 1))
+    tmin, tmax = tmin[:rows.size], tmax[:rows.size]
     b0 = b1 = 0
     if t.size:
         b0 = int(min(max((t.min() - start) // step, 0), n_bins))
