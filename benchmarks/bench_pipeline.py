@@ -157,7 +157,6 @@ def cluster(n_workers, threads, memory_limit="4GiB"):
 PIPELINE = {
     "grid": {"freq": "5min"},
     "checks": {"gross_range": {"fail": [-1e6, 1e6], "suspect": [-40, 1.1e5]},
-               "spike": {"suspect": 4.0, "fail": 10.0},
                "flat_line": {"tolerance": 0.0, "suspect": 6, "fail": 12},
                "time_gap": {"max_gap": "30min"}},
     "detectors": {"zscore": {"window": 12, "threshold": 4.5, "min_count": 6},
@@ -195,7 +194,7 @@ def scaling(folder: Path, quick: bool):
           f"{nbytes / GiB:.2f} GiB in Zarr (chunks of {PER_CHUNK} devices x all times, "
           f"{PER_CHUNK * days * 1440 * 8 / 2**20:.0f} MiB)\n")
     print("The pipeline engine (toolkit.Pipeline, zarr source): regularise to 5 min, gross "
-          "range, spike, flat line, time gap, rolling z-score and the anomaly detector on "
+          "range, flat line, time gap, rolling z-score and the anomaly detector on "
           "4 metrics, every variable to Zarr, events. Idle: 1 - busy / (span x threads) "
           "over the tasks' own start and stop times.\n")
     rows = []

@@ -370,6 +370,17 @@ def _increasing(s, t, last):
     return True
 
 
+def _series_times(series, times, n_series: int) -> tuple[np.ndarray, np.ndarray]:
+    """Series codes and times as int64 arrays of one shape, codes in range."""
+    s = np.ascontiguousarray(series, dtype=np.int64)
+    t = np.ascontiguousarray(times, dtype=np.int64)
+    if s.shape != t.shape:
+        raise ValueError(f"series and times differ in shape: {s.shape} and {t.shape}")
+    if s.size and (s.min() < 0 or s.max() >= n_series):
+        raise ValueError(f"series codes must lie in [0, {n_series})")
+    return s, t
+
+
 @njit(**JIT_OPTIONS)
 def _time_range(s, t, lo, hi):
     for i in range(s.shape[0]):
@@ -390,12 +401,7 @@ def time_range_per_series(series, times, n_series: int) -> tuple[np.ndarray, np.
     >>> lo[:2], hi[:2]
     (array([7, 3]), array([7, 5]))
     """
-    s = np.ascontiguousarray(series, dtype=np.int64)
-    t = np.ascontiguousarray(times, dtype=np.int64)
-    if s.shape != t.shape:
-        raise ValueError(f"series and times differ in shape: {s.shape} and {t.shape}")
-    if s.size and (s.min() < 0 or s.max() >= n_series):
-        raise ValueError(f"series codes must lie in [0, {n_series})")
+    s, t = _series_times(series, times, n_series)
     lo = np.full(int(n_series), np.iinfo(np.int64).max, dtype=np.int64)
     hi = np.full(int(n_series), np.iinfo(np.int64).min, dtype=np.int64)
     _time_range(s, t, lo, hi)
@@ -415,11 +421,6 @@ def increasing_per_series(series, times, n_series: int) -> bool:
     >>> increasing_per_series(np.array([0, 1, 0]), np.array([1, 1, 1]), 2)
     False
     """
-    s = np.ascontiguousarray(series, dtype=np.int64)
-    t = np.ascontiguousarray(times, dtype=np.int64)
-    if s.shape != t.shape:
-        raise ValueError(f"series and times differ in shape: {s.shape} and {t.shape}")
-    if s.size and (s.min() < 0 or s.max() >= n_series):
-        raise ValueError(f"series codes must lie in [0, {n_series})")
+    s, t = _series_times(series, times, n_series)
     last = np.full(int(n_series), np.iinfo(np.int64).min, dtype=np.int64)
     return bool(_increasing(s, t, last))

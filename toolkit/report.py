@@ -78,10 +78,25 @@ def health_summary(data: xr.Dataset, flags: xr.Dataset | None = None,
     names = metric_names(data)
     devices = [str(d) for d in data[DEVICE].values]
     present = sum(data[m].notnull().sum("time") for m in names)
-    total = len(names) * data.sizes["time"]
+    codes = None
+    if flags is not None:
+        codes = {}
+        for m in _flag_names(flags):
+            f = flags[m].compute()
+            for code in CODES:
+                codes[code] = codes.get(code, 0) + np.asarray((f == code).sum("time").values)
+    return health_from_counts(devices, np.asarray(present.values),
+                              len(names) * data.sizes["time"], codes, events)
+
+
+def health_from_counts(devices, present, total: int, codes: dict | None,
+                       events: pd.DataFrame | None) -> pd.DataFrame:
+    """:func:`health_summary` from counts made elsewhere (for example in the tasks
+    that computed the flags): ``present`` per device, of ``total`` (metric, time)
+    samples; ``codes`` {QARTOD code: count per device} or None."""
+    devices = [str(d) for d in devices]
     out = pd.DataFrame(index=pd.Index(devices, name="device"))
-    out["coverage_pct"] = np.round(100.0 * np.asarray(present.values, float) / max(total, 1),
-                                   3)
+    out["coverage_pct"] = np.round(100.0 * np.asarray(present, float) / max(total, 1), 3)
     events = events if events is not None else pd.DataFrame(
         columns=["device", "metric", "kind", "start", "end"])
     kinds = events["kind"].astype(str) if len(events) else pd.Series(dtype=str)
@@ -89,12 +104,7 @@ def health_summary(data: xr.Dataset, flags: xr.Dataset | None = None,
     out["gaps"] = _count(by_device[kinds.isin(GAP_KINDS)] if len(events) else events, devices)
     out["stuck_periods"] = _count(by_device[kinds.isin(STUCK_KINDS)] if len(events)
                                   else events, devices)
-    if flags is not None:
-        codes = {}
-        for m in _flag_names(flags):
-            f = flags[m].compute()
-            for code in CODES:
-                codes[code] = codes.get(code, 0) + np.asarray((f == code).sum("time").values)
+    if codes is not None:
         for code, name in CODES.items():
             out[f"flags_{name.replace(' ', '_')}"] = codes.get(code, 0)
     for kind in sorted(set(kinds)):

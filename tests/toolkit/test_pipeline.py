@@ -288,6 +288,13 @@ def test_gridded_zarr_source_reads_and_bins_inside_the_chain_tasks(tmp_path, cli
         np.testing.assert_array_equal(got[f"{m}_count"].values, expected[f"{m}_count"].values)
         flag = kernels.gross_range(expected[m].values, (-40, 85), (0, 30))
         np.testing.assert_array_equal(got[f"{m}_gross_range_flag"].values, flag)
+    # the health summary counted in the chain tasks equals the one read from the store
+    from toolkit.report import health_summary
+    flags = got[[f"{m}_flag" for m in ("temperature", "humidity")]].rename(
+        {f"{m}_flag": m for m in ("temperature", "humidity")})
+    expected_health = health_summary(got[["temperature", "humidity"]], flags, result.events)
+    pd.testing.assert_frame_equal(result.health, expected_health)
+    assert (result.health.flags_pass > 0).all()
     chains = [t for t in ts.data if "pipeline-chain" in str(t["key"])]
     assert chains and not [t for t in ts.data if "regularize" in str(t["key"])]
     with pytest.raises(toolkit.errors.ArgumentError, match="read whole"):

@@ -18,7 +18,14 @@ import numpy as np
 import pandas as pd
 
 from ..events import flag_runs
-from ..model import FLAG_FAIL, FLAG_MISSING, FLAG_NOT_EVALUATED, FLAG_SUSPECT, count_name
+from ..model import (
+    FLAG_FAIL,
+    FLAG_MISSING,
+    FLAG_NOT_EVALUATED,
+    FLAG_PASS,
+    FLAG_SUSPECT,
+    count_name,
+)
 from .steps import Step
 
 #: columns of the events table
@@ -90,13 +97,20 @@ def run_chain(plan: Plan, devices: np.ndarray, values: dict, counts: dict, state
         table, new_opens[st.flag_name] = _events(
             flag, score, opens.get(st.flag_name), p, devices, st.metric, st.kind)
         tables.append(table)
+    present = np.zeros(len(devices), np.int64)
+    codes = {}
     for m in p.metrics:
         agg = np.where(worst[m] == 0, FLAG_NOT_EVALUATED, worst[m]).astype(np.int8)
         agg[np.isnan(out[m])] = FLAG_MISSING
         out[f"{m}_flag"] = agg
+        # the health summary's counts over [r, n), per device
+        present += (~np.isnan(out[m])).sum(axis=1)
+        for code in (FLAG_PASS, FLAG_NOT_EVALUATED, FLAG_SUSPECT, FLAG_FAIL, FLAG_MISSING):
+            codes[int(code)] = codes.get(int(code), 0) + (agg == code).sum(axis=1)
     tables = [x for x in tables if len(x)]
     events = pd.concat(tables, ignore_index=True) if tables else empty_events()
-    return {"vars": out, "states": new_states, "opens": new_opens, "events": events}
+    return {"vars": out, "states": new_states, "opens": new_opens, "events": events,
+            "health": (present, codes)}
 
 
 def empty_events() -> pd.DataFrame:

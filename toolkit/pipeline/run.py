@@ -47,7 +47,7 @@ from ..errors import ArgumentError, LoadError
 from ..execution.progress import check_interrupted, compute
 from ..io.grid import LoadReport, samples_to_grid
 from ..model import DEVICE, TIME, count_attrs, count_name
-from ..report import health_summary, write_report
+from ..report import health_from_counts, health_summary, write_report
 from . import sources
 from .chain import EVENT_COLUMNS, INDEX_COLUMNS, Plan, empty_events, run_chain
 from .config import PipelineError, check_config, read_config
@@ -464,7 +464,13 @@ class _Run:
         metrics = list(plan.metrics)
         flags = written[[f"{m}_flag" for m in metrics]].rename(
             {f"{m}_flag": m for m in metrics})
-        health = health_summary(written[metrics], flags, events)
+        if mode == "full":  # counted in the chain tasks: the store is not read again
+            present = np.concatenate([p["health"][0] for p in parts])
+            codes = {c: np.concatenate([p["health"][1][c] for p in parts])
+                     for c in parts[0]["health"][1]} if parts else {}
+            health = health_from_counts(devices, present, len(metrics) * plan.n, codes, events)
+        else:  # an incremental run counts the whole store, earlier runs included
+            health = health_summary(written[metrics], flags, events)
         _write_table(events, self.out / "events", self.c["output"]["events"])
         _atomic(self.out / "health.csv", lambda p: health.to_csv(p))
         runs = ([] if state is None else state.get("runs", [])) + [{
