@@ -11,6 +11,8 @@ import signal
 
 from distributed import Client
 
+from kernels.parallel import cores
+
 from .errors import ArgumentError, ClusterConnectionError
 from .execution.progress import sigint_handler
 
@@ -28,9 +30,11 @@ def connect(address: str | None = None, *, timeout: float = 10, **cluster_kwargs
     address : str, optional
         Address of a running scheduler, such as ``"tcp://10.0.0.5:8786"``.
         When omitted, the ``TOOLKIT_SCHEDULER`` environment variable is used;
-        when that is unset too, a :class:`distributed.LocalCluster` of worker
-        processes is started, sized to this machine, with its dashboard bound
-        to 127.0.0.1 (port 8787, or a free one if that is taken).
+        when that is unset too, a :class:`distributed.LocalCluster` is
+        started: one single-threaded worker process per core (the shape the
+        scaling benchmark favours, see the docs), each with its share of the
+        machine's memory as its limit, and the dashboard bound to 127.0.0.1
+        (port 8787, or a free one if that is taken).
     timeout : float
         Seconds to wait for the scheduler before giving up.
     **cluster_kwargs
@@ -73,10 +77,18 @@ def connect(address: str | None = None, *, timeout: float = 10, **cluster_kwargs
                 f"that the scheduler is running, or unset {SCHEDULER_ENV} to "
                 "start a local cluster."
             ) from err
+    # One single-threaded worker process per core: measured on 2 cores
+    # (benchmarks/bench_pipeline.py scaling, the pipeline engine on a 1.2 GiB
+    # fleet), 2 processes x 1 thread ran 1.6-1.7x one worker, 1 process x 2
+    # threads 1.3x (building the events tables holds the GIL), and
+    # processes keep the dashboard, a memory limit per worker (the machine's
+    # memory shared out) and a nanny that restarts a killed worker.
     options = {
         "processes": True,
         "host": "127.0.0.1",
         "dashboard_address": DEFAULT_DASHBOARD,
+        "n_workers": cores(),
+        "threads_per_worker": 1,
     }
     options.update(cluster_kwargs)
     # A Client given cluster options starts the LocalCluster itself and owns

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -108,8 +109,8 @@ def test_local_cluster_of_processes_on_loopback(monkeypatch):
 def test_default_size_follows_the_machine(monkeypatch):
     monkeypatch.delenv("TOOLKIT_SCHEDULER", raising=False)
     with connect(dashboard_address=None) as client:
-        threads = sum(client.nthreads().values())
-        assert threads == psutil.cpu_count()
+        # one single-threaded worker process per core
+        assert sorted(client.nthreads().values()) == [1] * len(os.sched_getaffinity(0))
 
 
 def test_unreachable_scheduler_is_a_clear_error():

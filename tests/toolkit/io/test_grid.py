@@ -108,9 +108,9 @@ def test_binning_in_the_blocks_equals_binning_the_samples(client, order, duplica
     """Partial bins per block, added up per device group, give the grid and the
     load report of the sample path, for every how and duplicates policy; blocks
     whose series overlap in time (shuffled rows) go through the sample path."""
-    from toolkit.io.grid import samples_to_grid
-
     from distributed import get_task_stream
+
+    from toolkit.io.grid import samples_to_grid
 
     results, ran = {}, {}
     for way in (True, False):
