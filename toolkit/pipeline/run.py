@@ -308,11 +308,11 @@ class _Run:
         plan = Plan(tuple(steps), tuple(metrics), grid_start, int(self.step.value), 0, 0,
                     max(0, n - 1 - after), n)
         keep = max(0, plan.s - before)
-        if src["type"] == "zarr":
-            values = {m: None for m in metrics}  # each chain task reads and bins its devices
-            counts = [sources.GriddedSlice(src["path"], tuple(metrics), grid_cfg["freq"],
+        if src["type"] == "zarr":  # each chain task reads and bins its own devices
+            values = [sources.GriddedSlice(src["path"], tuple(metrics), grid_cfg["freq"],
                                            grid_cfg["how"], lo, min(lo + dc, len(devices)), n)
                       for lo in range(0, len(devices), dc)]
+            counts = None
         else:
             grid = grid.chunk({DEVICE: dc, TIME: -1})
             values = {m: grid[m].data for m in metrics}
@@ -385,10 +385,11 @@ class _Run:
                 blocks, state, meta, report, *, fleet=None, attrs=None) -> RunResult:
         dc = meta["dc"]
         bounds = list(range(0, len(devices), dc)) + [len(devices)]
+        read_in_task = isinstance(values, list)  # GriddedSlices, one per chunk of devices
+        # (slices of a store that may change between runs: the run's time is in their keys)
         token = dask.base.tokenize(plan, keep, run_no, meta["config"],
-                                   [getattr(values[m], "name", None) for m in plan.metrics],
-                                   counts if isinstance(counts, list) else None,
-                                   time.time_ns() if isinstance(counts, list) else None)
+                                   (values, time.time_ns()) if read_in_task else
+                                   [values[m].name for m in plan.metrics])
         store = self.out / STORE
         width = plan.n - plan.r
         names, dtypes = _output_names(plan)
@@ -396,8 +397,8 @@ class _Run:
         results = []
         for i in range(len(bounds) - 1):
             lo, hi = bounds[i], bounds[i + 1]
-            if isinstance(counts, list):  # slices read inside the chain task
-                v, c = None, counts[i]
+            if read_in_task:
+                v, c = values[i], None
             else:
                 v = {m: values[m].blocks[i, 0] if values[m].numblocks[1] == 1 else
                      values[m][lo:hi].rechunk((hi - lo, -1)) for m in plan.metrics}
@@ -563,9 +564,9 @@ class _Run:
 def _chain_task(plan, keep, devices, values, counts, states, opens, target=None):
     """The chain of one chunk of devices; with ``target`` (store, first device, end)
     it also writes the chunk's region of every variable (one task does it all).
-    ``counts`` may be a :class:`sources.GriddedSlice`, read and binned here."""
-    if isinstance(counts, sources.GriddedSlice):
-        values, counts = counts.load()
+    ``values`` may be a :class:`sources.GriddedSlice`, read and binned here."""
+    if isinstance(values, sources.GriddedSlice):
+        values, counts = values.load()
     res = run_chain(plan, devices, values, counts, states, opens)
     lo, hi = keep - plan.i0, plan.n - 1 - plan.i0
     res["tail"] = {}
