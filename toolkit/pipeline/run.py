@@ -305,6 +305,9 @@ class _Run:
         steps = build_steps(self.c, metrics, self.step)
         before, after = reach(steps)
         dc = self.device_chunk(len(devices), n, len(steps) + 2 * len(metrics))
+        if src["type"] == "zarr":  # the task also holds its devices' samples as stored
+            raw = xr.open_zarr(src["path"]).sizes[TIME]
+            dc = min(dc, self.device_chunk(len(devices), raw, len(metrics)))
         plan = Plan(tuple(steps), tuple(metrics), grid_start, int(self.step.value), 0, 0,
                     max(0, n - 1 - after), n)
         keep = max(0, plan.s - before)
