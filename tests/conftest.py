@@ -31,6 +31,25 @@ def real_data() -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _cluster_only_when_asked(request):
+    """A test runs on the cluster when it asks for the ``client`` fixture, and
+    only then. Without this, every Dask computation of a test that comes after
+    the first ``client`` user would go to that session's cluster (a Client is
+    Dask's default scheduler while it lives): whether a test ran on worker
+    processes would depend on the order of the tests, and a property test of
+    many tiny graphs would pay the cluster's per-graph cost on each (75 s
+    instead of 6 s for one of them). The others use Dask's threads; a test
+    that starts a Client of its own makes that the default inside it."""
+    if "client" in request.fixturenames:
+        yield
+        return
+    import dask
+
+    with dask.config.set(scheduler="threads"):
+        yield
+
+
 @pytest.fixture(scope="session")
 def client():
     """A real LocalCluster: 2 worker processes of 1 thread, no dashboard."""
