@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
-import subprocess
 import tempfile
 import time
 import urllib.parse
@@ -39,42 +37,14 @@ from distributed import Client, LocalCluster
 
 import toolkit
 from toolkit.io.influx import read_influx, write_influx
+from toolkit.localservers import InfluxDBProcess
 
 FIELDS = ["temperature", "humidity"]
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_influxd(root: Path) -> tuple[subprocess.Popen, str]:
-    port = _port()
-    (root / "influxdb.conf").write_text(f"""
-reporting-disabled = true
-bind-address = "127.0.0.1:{_port()}"
-[meta]
-  dir = "{root}/meta"
-[data]
-  dir = "{root}/data"
-  wal-dir = "{root}/wal"
-  cache-max-memory-size = "2g"
-[http]
-  bind-address = "127.0.0.1:{port}"
-  log-enabled = false
-  max-row-limit = 0
-""")
-    proc = subprocess.Popen([shutil.which("influxd"), "-config", str(root / "influxdb.conf")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            urllib.request.urlopen(url + "/ping", timeout=1)
-            return proc, url
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("influxd did not start")
+def start_influxd(root: Path) -> tuple[InfluxDBProcess, str]:
+    server = InfluxDBProcess(root, cache_max_memory_size="2g").start()
+    return server, server.url
 
 
 def raw_query(url: str, device: str) -> int:
@@ -108,7 +78,7 @@ def main() -> None:
     if shutil.which("influxd") is None:
         raise SystemExit("influxd is not installed (Debian package influxdb)")
     root = Path(tempfile.mkdtemp(prefix="bench-influx-"))
-    proc, url = start_influxd(root)
+    server, url = start_influxd(root)
     try:
         fleet = toolkit.make_fleet(n_devices=args.devices, days=args.days, seed=0,
                                    metrics=FIELDS, anomaly_rate=0, dropout=0.0)
@@ -152,8 +122,7 @@ def main() -> None:
             print(f"| {name} | {seconds:.2f} | {rows / seconds:,.0f} | "
                   f"{base / seconds:.2f}x |")
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

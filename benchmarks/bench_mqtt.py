@@ -18,10 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import shutil
-import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -29,12 +26,7 @@ from pathlib import Path
 
 from toolkit.io.mqtt import Collector
 from toolkit.io.store import SampleStore
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from toolkit.localservers import MosquittoProcess
 
 
 def publish(port: int, worker: int, messages: int, per_message: int, start: float) -> None:
@@ -62,17 +54,9 @@ def publish(port: int, worker: int, messages: int, per_message: int, start: floa
 
 def run(samples: int, per_message: int, publishers: int = 2) -> float:
     root = Path(tempfile.mkdtemp(prefix="bench-mqtt-"))
-    port = _port()
-    conf = root / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                    f"persistence_location {root}/\nmax_queued_messages 0\n"
-                    "max_inflight_messages 0\n"
-                    + ("user root\n" if os.geteuid() == 0 else ""))
-    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c",
-                               str(conf)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    broker = MosquittoProcess(root / "broker").start()
+    port = broker.port
     try:
-        time.sleep(0.5)
         store = root / "store"
         collector = Collector("127.0.0.1", port, store, client_id="bench-collector",
                               batch_seconds=0.5, batch_size=50_000,
@@ -107,8 +91,7 @@ def run(samples: int, per_message: int, publishers: int = 2) -> float:
             assert s.checkpoint.rows == samples, (s.checkpoint.rows, samples)
         return samples / elapsed
     finally:
-        broker.terminate()
-        broker.wait(timeout=30)
+        broker.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

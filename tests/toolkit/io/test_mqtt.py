@@ -7,7 +7,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ import pytest
 import toolkit
 from toolkit.io.mqtt import send_commands
 from toolkit.io.store import read_store_samples
+from toolkit.localservers import MosquittoProcess
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto"
                                           if os.path.exists("/usr/sbin/mosquitto") else None)
@@ -31,47 +31,11 @@ pytestmark = [pytest.mark.slow,
 mqtt = pytest.importorskip("paho.mqtt.client")
 
 
-class Broker:
-    """A mosquitto on a free port with persistence in a temporary folder; restartable."""
-
-    def __init__(self, root: Path):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        root.mkdir(parents=True, exist_ok=True)
-        self.conf = root / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                             f"persistence true\npersistence_location {root}/\n"
-                             "autosave_interval 1\nmax_queued_messages 0\n"
-                             "max_inflight_messages 0\n"
-                             # started as root, mosquitto drops to its own user, which
-                             # cannot write its persistence file into our private folder
-                             + ("user root\n" if os.geteuid() == 0 else ""))
-        self.proc = None
-        self.start()
-
-    def start(self):
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                assert time.monotonic() < deadline, "mosquitto did not start"
-                time.sleep(0.1)
-
-    def stop(self):
-        self.proc.terminate()  # a clean stop: the broker saves its sessions
-        self.proc.wait(timeout=30)
-
-
 @pytest.fixture
 def broker(tmp_path):
-    b = Broker(tmp_path / "broker")
-    yield b
-    b.stop()
+    """A mosquitto on a free port with persistence in a temporary folder; restartable."""
+    with MosquittoProcess(tmp_path / "broker") as b:
+        yield b
 
 
 def _publisher(port, client_id):
