@@ -1,7 +1,7 @@
 """Run kernels over Dask arrays chunked along time, with the one-chunk result.
 
 Each kernel declares how it is distributed over chunks of the time axis
-(see ``docs/index.md``); this module turns that into a Dask graph:
+(see ``docs/kernels.md``); this module turns that into a Dask graph:
 
 - :func:`map_window` -- a block is computed from itself plus ``before``
   samples from the blocks preceding it (and ``after`` from those following),

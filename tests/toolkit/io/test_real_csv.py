@@ -1,5 +1,5 @@
 """read_csv on the real files of ../shared/data, with the one call per data set
-that docs/loading.md gives as a recipe; checked against pandas reading the same
+that docs/real-data.md gives as a recipe; checked against pandas reading the same
 file by hand and against the counts in the data README."""
 
 from __future__ import annotations
@@ -113,3 +113,33 @@ def test_occupancy(real_data, name, rows):
     assert len(ref) == rows
     assert_same_bins(ds, ref, "1min")
     assert 18 < float(ds.Temperature.min()) < float(ds.Temperature.max()) < 25
+
+
+def intel_lab(folder):
+    """Recipe (docs/real-data.md): the Intel Lab matrices, built with xarray (no times)."""
+    import xarray as xr
+
+    from toolkit.model import check_fleet
+
+    values = {m: np.loadtxt(folder / f"intel{m.title()}Train.csv", delimiter=",")
+              for m in ("temperature", "humidity")}
+    n_motes, n_steps = values["temperature"].shape
+    ds = xr.Dataset(
+        {m: (("device", "time"), v) for m, v in values.items()},
+        coords={"device": [f"mote-{k:02d}" for k in range(n_motes)],
+                "time": pd.date_range("2004-02-28", periods=n_steps, freq="30min")})
+    check_fleet(ds)
+    return ds
+
+
+def test_intel_lab(real_data):
+    folder = real_data / "intel_lab" / "derived_SensorPGM"
+    ds = intel_lab(folder)
+    assert ds.temperature.shape == (50, 144)
+    # the hand-read file, by pandas (CRLF, no header, no final line break)
+    ref = pd.read_csv(folder / "intelHumidityTrain.csv", header=None).to_numpy()
+    np.testing.assert_array_equal(ds.humidity.values, ref)
+    # and the toolkit's rolling mean on it equals pandas' row by row
+    got = ds.telemetry.rolling(window=6).mean().temperature.values
+    want = pd.DataFrame(ds.temperature.values.T).rolling(6).mean().to_numpy().T
+    np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)
