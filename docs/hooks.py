@@ -14,7 +14,7 @@ def on_page_markdown(markdown, page, config, files):
         return markdown
     from toolkit.cli import _parser
 
-    os.environ["COLUMNS"] = "88"  # argparse wraps to the terminal: a fixed width
+    os.environ["COLUMNS"] = "74"  # argparse wraps to the terminal: a fixed width
 
     parser = _parser()
     parts = [f"## `iot-toolkit`\n\n```text\n{parser.format_help()}```\n"]
