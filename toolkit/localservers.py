@@ -28,7 +28,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-__all__ = ["InfluxDBProcess", "MosquittoProcess", "ServerNotInstalled", "free_port"]
+__all__ = ["InfluxDBProcess", "MosquittoProcess", "ServerNotInstalled", "free_port",
+           "installed"]
 
 
 class ServerNotInstalled(RuntimeError):
@@ -42,8 +43,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _binary(name: str, package: str, fallback: str | None = None) -> str:
-    path = shutil.which(name) or (fallback if fallback and os.path.exists(fallback) else None)
+#: each server's binary: its Debian package, and where Debian puts it off the PATH
+_SERVERS = {"influxd": ("influxdb", None), "mosquitto": ("mosquitto", "/usr/sbin/mosquitto")}
+
+
+def installed(name: str) -> str | None:
+    """The path of a server's binary (``"influxd"``, ``"mosquitto"``), or None."""
+    fallback = _SERVERS[name][1]
+    return shutil.which(name) or (fallback if fallback and os.path.exists(fallback) else None)
+
+
+def _binary(name: str) -> str:
+    path = installed(name)
+    package = _SERVERS[name][0]
     if path is None:
         raise ServerNotInstalled(
             f"{name} is not installed: install the Debian package {package!r} "
@@ -122,7 +134,7 @@ class InfluxDBProcess(_ServerProcess):
         self.url: str | None = None
 
     def start(self) -> InfluxDBProcess:
-        binary = _binary("influxd", "influxdb")
+        binary = _binary("influxd")
         port = free_port()
         auth = "true" if self.password else "false"
         conf = self.root / "influxdb.conf"
@@ -210,7 +222,7 @@ class MosquittoProcess(_ServerProcess):
             + ("user root\n" if os.geteuid() == 0 else ""))
 
     def start(self) -> MosquittoProcess:
-        binary = _binary("mosquitto", "mosquitto", fallback="/usr/sbin/mosquitto")
+        binary = _binary("mosquitto")
         self.proc = subprocess.Popen([binary, "-c", str(self.conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -32,7 +32,6 @@ def test_the_site_builds_strictly(tmp_path):
     assert (tmp_path / "benchmarks" / "index.html").read_text().count("<table>") >= 5
 
 
-
 def _python_blocks(page: str) -> str:
     text = (ROOT / "docs" / page).read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)

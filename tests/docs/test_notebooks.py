@@ -8,12 +8,11 @@ error in any cell fails the test, naming the cell.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import time
 from pathlib import Path
 
 import pytest
+
+from toolkit.localservers import installed
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -42,15 +41,13 @@ def _servers_missing(path: Path) -> list[str]:
     """The Debian servers a notebook starts that this machine lacks."""
     if path.stem != "06-iot-backends":
         return []
-    return [name for name, found in (
-        ("influxd", shutil.which("influxd")),
-        ("mosquitto", shutil.which("mosquitto") or os.path.exists("/usr/sbin/mosquitto")))
-        if not found]
+    return [name for name in ("influxd", "mosquitto") if not installed(name)]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path, tmp_path, record_property):
+def test_notebook_runs(path, tmp_path):
+    """(Each notebook's time is in the run's list of slowest tests.)"""
     missing = _servers_missing(path)
     if missing:
         pytest.skip(f"{path.name} starts {missing}, not installed here (Debian packages "
@@ -58,8 +55,4 @@ def test_notebook_runs(path, tmp_path, record_property):
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
-    start = time.monotonic()
     client.execute()
-    seconds = time.monotonic() - start
-    record_property("seconds", round(seconds, 1))
-    print(f"{path.name}: {seconds:.1f} s")

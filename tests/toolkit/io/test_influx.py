@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -12,13 +11,13 @@ import pytest
 import toolkit
 from toolkit.errors import LoadError
 from toolkit.io.influx import read_influx, write_influx
-from toolkit.localservers import InfluxDBProcess
+from toolkit.localservers import InfluxDBProcess, installed
 
-INFLUXD = shutil.which("influxd")
 PASSWORD = "s3cret-for-tests"
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(INFLUXD is None, reason="influxd is not installed (Debian "
-                                 "package influxdb; .ci/run installs it)")]
+              pytest.mark.skipif(installed("influxd") is None,
+                                 reason="influxd is not installed (Debian package "
+                                 "influxdb; .ci/run installs it)")]
 
 
 @pytest.fixture(scope="module")

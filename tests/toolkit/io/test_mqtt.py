@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,14 +19,13 @@ import pytest
 import toolkit
 from toolkit.io.mqtt import send_commands
 from toolkit.io.store import read_store_samples
-from toolkit.localservers import MosquittoProcess
+from toolkit.localservers import MosquittoProcess, installed
 
-MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto"
-                                          if os.path.exists("/usr/sbin/mosquitto") else None)
 CLI = str(Path(sys.executable).with_name("iot-toolkit"))
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (Debian "
-                                 "package mosquitto; .ci/run installs it)")]
+              pytest.mark.skipif(installed("mosquitto") is None,
+                                 reason="mosquitto is not installed (Debian package "
+                                 "mosquitto; .ci/run installs it)")]
 mqtt = pytest.importorskip("paho.mqtt.client")
 
 
