@@ -42,11 +42,6 @@ from toolkit.localservers import InfluxDBProcess
 FIELDS = ["temperature", "humidity"]
 
 
-def start_influxd(root: Path) -> tuple[InfluxDBProcess, str]:
-    server = InfluxDBProcess(root, cache_max_memory_size="2g").start()
-    return server, server.url
-
-
 def raw_query(url: str, device: str) -> int:
     q = f'SELECT "temperature","humidity" FROM "tele" WHERE "device" = \'{device}\''
     body = urllib.request.urlopen(url + "/query?" + urllib.parse.urlencode(
@@ -78,7 +73,8 @@ def main() -> None:
     if shutil.which("influxd") is None:
         raise SystemExit("influxd is not installed (Debian package influxdb)")
     root = Path(tempfile.mkdtemp(prefix="bench-influx-"))
-    server, url = start_influxd(root)
+    server = InfluxDBProcess(root, cache_max_memory_size="2g").start()
+    url = server.url
     try:
         fleet = toolkit.make_fleet(n_devices=args.devices, days=args.days, seed=0,
                                    metrics=FIELDS, anomaly_rate=0, dropout=0.0)
