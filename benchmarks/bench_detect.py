@@ -123,10 +123,9 @@ def _shifted(stat):
 
 def det_default(x, healthy=None):
     s = kernels.anomaly_score(x)
-    threshold = 0.999
-    if healthy is not None:
-        threshold = max(0.99, kernels.healthy_threshold(s[..., healthy], 1.0))
-    return s, kernels.alarms(s, threshold)
+    if healthy is None:
+        return s, kernels.alarms(s)  # the default threshold
+    return s, kernels.alarms(s, max(0.99, kernels.healthy_threshold(s[..., healthy], 1.0)))
 
 
 def det_rolling_z(x, healthy=None):

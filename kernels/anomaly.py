@@ -4,26 +4,35 @@
 alone, with no per-series tuning, in three steps -- ideas taken from the
 streaming detectors that do best on labelled real streams, written anew:
 
-1. **Two forecasts and their errors, in the series' own units.** A robust
+1. **Forecasts and their errors, in the series' own units.** A robust
    exponentially weighted level (mean and mean absolute deviation, with
    outliers clipped at 3 scales so that a spike does not drag them) and the
-   previous value. A sample's error is the larger of its distance from the
-   level and its step from the previous value, each divided by its typical
-   size. The level's half-life is long (``halflife``, 1,024 samples): an
-   anomaly that lasts minutes is not learnt as normal while it lasts,
-   while a lasting change of level is absorbed in time.
+   previous value. A sample has two errors: its distance from the level and
+   its step from the previous value, each divided by its typical size. The
+   level's half-life is long (``halflife``, 1,024 samples): an anomaly that
+   lasts minutes is not learnt as normal while it lasts, while a lasting
+   change of level is absorbed in time. A third error is how long the value
+   has been held: runs of equal values are taken as about geometric, with
+   this series' mean run learnt.
 2. **A floor from the data's resolution.** The typical sizes never go
    below the smallest step the series has taken (its quantum, for data
    quantised by a sensor's resolution) -- the reason robust scores that
    divide by a zero MAD on quantised data give infinities. A constant
    series scores 0, and its first change scores high but finite.
 3. **A likelihood, not a raw error** (the idea behind Numenta's anomaly
-   likelihood). How unusual is ``log(1 + error)`` for *this* series
-   lately? Its exponentially weighted mean and spread over a longer
-   half-life (``calibration``, 4,096 samples) turn the error of the sample,
-   and the average of the last few, into a z value, and the normal
-   distribution into a score: ``Phi(z)``. A noisy series and a quiet one,
-   a spiky one and a smooth one all get scores whose tails mean the same.
+   likelihood, with the tail model of peaks-over-threshold detectors such
+   as SPOT). How unusual is this error for *this* series lately? Each
+   error -- the level's and the step's, each alone and averaged over the
+   last few samples -- has its own tail: a running 98th percentile and an
+   exponential decay above it with the mean excess, learnt over
+   ``calibration`` samples (4,096). The smallest of the tails'
+   probabilities and the run's, times the number of tests (5), is the
+   sample's p; the score is ``1 - p``. A noisy series and a quiet one, a
+   spiky one and a smooth one all get scores whose tails mean the same.
+   What an anomaly teaches is bounded, as in SPOT, where alarms are kept
+   out of the tail: an excess counts at most 4 mean excesses, in a stretch
+   where most samples exceed the percentile each one weighs only its share
+   of time, and a run far longer than usual does not lengthen the mean run.
 
 The first ``warmup`` valid samples score 0 while the statistics settle. NaN
 samples score NaN and leave the state untouched, so gaps and irregular
@@ -31,10 +40,10 @@ sampling cost nothing. A **scan**: the state (one row of numbers per
 series) is carried across chunks, so any chunking gives the same scores.
 
 :func:`alarms` turns scores into alarms a person can live with (a scan too,
-carrying its state): an alarm when the score crosses ``threshold`` and
-stays up ``min_duration`` samples, hits closer than ``merge_gap`` samples
-apart are one episode and alarm once, no new alarm for ``cooldown``
-samples after an episode, none in the ``warmup``.
+carrying its state): an alarm when the score crosses ``threshold`` (by
+default 0.99999: a p of at most 2e-6) and stays up ``min_duration`` samples, hits closer than
+``merge_gap`` samples apart are one episode and alarm once, no new alarm
+for ``cooldown`` samples after an episode, none in the ``warmup``.
 """
 
 from __future__ import annotations
@@ -49,16 +58,24 @@ from .distribution import Reduce, Scan, distributed
 from .flags import FAIL, MISSING, NOT_EVALUATED, PASS
 from .parallel import Rows, run_rows
 
-#: state columns of anomaly_score
-(_N, _MU, _MAD, _PREV, _DMAD, _RES, _RAVG,
- _Q1, _B1, _Q2, _B2, _RUN, _MRUN) = range(13)
-STATE_SIZE = 13
+#: state columns of anomaly_score: the level, the step and run statistics, then
+#: for each of the four error streams its running quantile, mean excess above it
+#: and recent rate of exceedances
+(_N, _MU, _MAD, _PREV, _DMAD, _RES, _RUN, _MRUN, _AVG_L, _AVG_S) = range(10)
+_TAILS = 10  # first column of the tails: (quantile, excess, rate) x 4
+STATE_SIZE = _TAILS + 12
 #: state columns of alarms
-_SEEN, _IN, _LENGTH, _QUIET, _RAISED, _COOL = range(6)
-ALARM_STATE_SIZE = 6
+_SEEN, _IN, _LENGTH, _QUIET, _RAISED, _COOL, _BROKEN = range(7)
+ALARM_STATE_SIZE = 7
 _SHORT = 1.0 - 2.0 ** (-1.0 / 3.0)  # the "last few" errors: a half-life of 3 samples
+_RATE = 1.0 - 2.0 ** (-1.0 / 64.0)  # the recent rate of exceedances: a half-life of 64
 #: the tail above this share of the errors is modelled as exponential
 _TAIL = 0.02
+#: the tests a sample's p-value is the smallest of (a Bonferroni factor)
+_TESTS = 5.0
+#: valid samples before the rate of exceedances slows the learning of a tail
+_SETTLE = 300.0
+_HUGE = 1e12
 
 
 @njit(inline="always")
@@ -75,14 +92,27 @@ def _tail(r, q, b):
 
 
 @njit(inline="always")
-def _learn_tail(r, q, b, w):
-    """One step of the running quantile q (stochastic approximation) and of the mean
-    excess b above it; w is the learning weight of one sample."""
-    excess = r - q
-    if excess > 0.0:
-        b += min(1.0, w / _TAIL) * (excess - b)
-    q += w * max(b, 1e-3) * ((1.0 if excess > 0.0 else 0.0) - _TAIL) / _TAIL
-    return q, b
+def _learn_tail(s, k, r, w, n):
+    """One step of tail k's running quantile (stochastic approximation), of the mean
+    excess above it and of the recent rate of exceedances; w is the learning weight
+    of one sample. In a stretch where most samples exceed (an anomaly that lasts),
+    each exceedance weighs only what its share of time does, and an excess counts
+    at most 4 mean excesses, so a long or wild anomaly is not learnt as the tail."""
+    j = _TAILS + 3 * k
+    q, b, rate = s[j], s[j + 1], s[j + 2]
+    over = 1.0 if r > q else 0.0
+    rate += _RATE * (over - rate)
+    share = max(rate, _TAIL) if n > _SETTLE else _TAIL
+    if over > 0.0:
+        b += min(1.0, w / share) * (min(r - q, 4.0 * max(b, 1e-3)) - b)
+    q += w * max(b, 1e-3) * (over - _TAIL) / share
+    s[j], s[j + 1], s[j + 2] = q, b, rate
+
+
+@njit(inline="always")
+def _p(s, k, r):
+    j = _TAILS + 3 * k
+    return _tail(r, s[j], s[j + 1])
 
 
 @njit(**JIT_OPTIONS)
@@ -91,9 +121,7 @@ def _anomaly(a, a_level, a_calib, warmup, learn_for, state, out):
         x_row = a[r]
         s = state[r]
         n, mu, mad, prev, dmad = s[_N], s[_MU], s[_MAD], s[_PREV], s[_DMAD]
-        res, ravg = s[_RES], s[_RAVG]
-        q1, b1, q2, b2 = s[_Q1], s[_B1], s[_Q2], s[_B2]
-        run, mrun = s[_RUN], s[_MRUN]
+        res, run, mrun, avg_l, avg_s = s[_RES], s[_RUN], s[_MRUN], s[_AVG_L], s[_AVG_S]
         for i in range(x_row.shape[0]):
             x = x_row[i]
             if x != x:
@@ -109,14 +137,18 @@ def _anomaly(a, a_level, a_calib, warmup, learn_for, state, out):
             floor = res if res < np.inf else 1e-9 * max(1.0, abs(x))
             s_level = max(1.2533 * mad, floor)
             s_step = max(1.2533 * dmad, floor)
-            # far from the level, a jump from the last value, or stuck for longer
-            # than this series stays on one value
-            err = max(abs(x - mu) / s_level, step / s_step, run / (1.0 + 2.0 * mrun))
-            raw = math.log1p(err)
-            ravg = ravg + _SHORT * (raw - ravg)
-            # how rare is this error, and the average of the last few, for this series
-            p = min(_tail(raw, q1, b1), _tail(ravg, q2, b2))
-            score = 1.0 - min(1.0, 2.0 * p)
+            # three errors, each judged against its own history: far from the
+            # level, a jump from the last value (each alone and averaged over
+            # the last few), and a value held for longer than this series' runs
+            raw_l = min(abs(x - mu) / s_level, _HUGE)  # (an infinity stays finite here)
+            raw_s = min(step / s_step, _HUGE)
+            avg_l += _SHORT * (raw_l - avg_l)
+            avg_s += _SHORT * (raw_s - avg_s)
+            p = min(_p(s, 0, raw_l), _p(s, 1, raw_s), _p(s, 2, avg_l), _p(s, 3, avg_s))
+            # runs of equal values: about geometric, with the mean run learnt
+            p_run = math.exp(-(run - 1.0) / mrun)
+            p = min(p, p_run)
+            score = 1.0 - min(1.0, _TESTS * p)
             out[r, i] = score if n > warmup else 0.0
             prev = x
             if step > 0.0 and step < res:  # the finest step seen: the data's resolution
@@ -131,13 +163,14 @@ def _anomaly(a, a_level, a_calib, warmup, learn_for, state, out):
             dmad += w * (min(step, 3.0 * s_step) - dmad)
             if n > 10.0:  # the scales mean something by now
                 wc = max(a_calib, min(0.002, 1.0 / (n - 10.0)))
-                q1, b1 = _learn_tail(raw, q1, b1, wc)
-                q2, b2 = _learn_tail(ravg, q2, b2, wc)
-            mrun += w * (min(run, 3.0 * mrun) - mrun)
+                _learn_tail(s, 0, raw_l, wc, n)
+                _learn_tail(s, 1, raw_s, wc, n)
+                _learn_tail(s, 2, avg_l, wc, n)
+                _learn_tail(s, 3, avg_s, wc, n)
+            if p_run > 1e-4:  # a value stuck far longer than usual does not teach
+                mrun += w * (min(run, 3.0 * mrun) - mrun)
         s[_N], s[_MU], s[_MAD], s[_PREV], s[_DMAD] = n, mu, mad, prev, dmad
-        s[_RES], s[_RAVG] = res, ravg
-        s[_Q1], s[_B1], s[_Q2], s[_B2] = q1, b1, q2, b2
-        s[_RUN], s[_MRUN] = run, mrun
+        s[_RES], s[_RUN], s[_MRUN], s[_AVG_L], s[_AVG_S] = res, run, mrun, avg_l, avg_s
 
 
 def _initial_state(n: int) -> np.ndarray:
@@ -220,11 +253,12 @@ def _alarms(s, threshold, warmup, min_duration, merge_gap, cooldown, state, out)
         row = s[r]
         st = state[r]
         seen, inside, length, quiet = st[_SEEN], st[_IN], st[_LENGTH], st[_QUIET]
-        raised, cool = st[_RAISED], st[_COOL]
+        raised, cool, broken = st[_RAISED], st[_COOL], st[_BROKEN]
         for i in range(row.shape[0]):
             v = row[i]
             if v != v:
                 out[r, i] = MISSING
+                broken = 1.0  # the quiet samples after a gap are not shown as the alarm
                 continue
             seen += 1.0
             if cool > 0.0:
@@ -237,7 +271,7 @@ def _alarms(s, threshold, warmup, min_duration, merge_gap, cooldown, state, out)
                 if inside == 0.0:
                     inside, length, raised = 1.0, 0.0, 0.0
                 length += quiet + 1.0  # the quiet samples inside the episode count too
-                quiet = 0.0
+                quiet, broken = 0.0, 0.0
                 if raised == 0.0 and length >= min_duration:
                     raised = 1.0
             elif inside == 1.0:
@@ -248,16 +282,16 @@ def _alarms(s, threshold, warmup, min_duration, merge_gap, cooldown, state, out)
                     inside, length, quiet, raised = 0.0, 0.0, 0.0, 0.0
             if seen <= warmup:
                 out[r, i] = NOT_EVALUATED
-            elif inside == 1.0 and raised == 1.0:
+            elif inside == 1.0 and raised == 1.0 and (hit or broken == 0.0):
                 out[r, i] = FAIL
             else:
                 out[r, i] = PASS
         st[_SEEN], st[_IN], st[_LENGTH], st[_QUIET] = seen, inside, length, quiet
-        st[_RAISED], st[_COOL] = raised, cool
+        st[_RAISED], st[_COOL], st[_BROKEN] = raised, cool, broken
 
 
 @distributed(Scan((("flag", "int8"),)))
-def alarms(scores, threshold: float = 0.999, *, warmup: int = 100, min_duration: int = 1,
+def alarms(scores, threshold: float = 0.99999, *, warmup: int = 100, min_duration: int = 1,
            merge_gap: int = 30, cooldown: int = 300, axis: int = -1, state=None,
            return_state: bool = False):
     """Alarms from scores: one per episode, after a warm-up, with a cool-down.
@@ -268,7 +302,9 @@ def alarms(scores, threshold: float = 0.999, *, warmup: int = 100, min_duration:
     (from its first hit), and stays raised until ``merge_gap`` quiet
     samples have passed. For ``cooldown`` samples after a raised episode
     no new episode begins; during the first ``warmup`` valid samples none
-    does.
+    does. After a NaN score inside an episode, its quiet samples are no
+    longer shown as the alarm (only a new hit shows it again), so a gap
+    does not cut one alarm into an alarm and a trail of quiet samples.
 
     Returns QARTOD-coded int8: 4 (fail) while an alarm is raised, 1 (pass)
     otherwise, 2 in the warm-up, 9 for NaN scores. Each run of 4s is one

@@ -366,7 +366,7 @@ class Detect:
         """
         return detect.cusum(self._obj, target, scale, slack=slack, limit=limit)
 
-    def anomaly(self, threshold: float | None = 0.999, *, healthy=None, quantile: float = 1.0,
+    def anomaly(self, threshold: float | None = 0.99999, *, healthy=None, quantile: float = 1.0,
                 halflife: float = 1024.0, calibration: float = 4096.0, warmup: int = 100,
                 learn_for: int | None = None, min_duration: int = 1, merge_gap: int = 30,
                 cooldown: int = 300):

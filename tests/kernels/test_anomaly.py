@@ -68,14 +68,14 @@ def test_scores_are_in_unit_range_finite_on_constant_and_quantised_series():
     for x in (quantised, constant, rng.normal(size=3000), rng.standard_cauchy(3000)):
         s = kernels.anomaly_score(x)
         assert np.isfinite(s).all() and (s >= 0).all() and (s <= 1).all()
-    assert not (kernels.alarms(kernels.anomaly_score(constant), 0.9995) == 4).any()
+    assert not (kernels.alarms(kernels.anomaly_score(constant)) == 4).any()
     # one quantum on a constant series is news, but a finite score
     stepped = constant.copy()
     stepped[2000:] += 0.1
     s = kernels.anomaly_score(stepped)
     assert s[2000] > 0.999 and np.isfinite(s).all()
     # a quantised series' ordinary steps of one quantum do not alarm
-    flags = kernels.alarms(kernels.anomaly_score(quantised), 0.9995)
+    flags = kernels.alarms(kernels.anomaly_score(quantised))
     assert (flags == 4).mean() < 0.002
 
 
@@ -105,9 +105,11 @@ def test_false_alarms_on_noise_are_rare_and_anomalies_are_found():
 def _alarms_reference(s, threshold, warmup, min_duration, merge_gap, cooldown):
     """The alarm rules in plain Python."""
     out, seen, inside, length, quiet, raised, cool = [], 0, False, 0, 0, False, 0
+    gap_since_hit = False
     for v in s:
         if np.isnan(v):
             out.append(9)
+            gap_since_hit = True
             continue
         seen += 1
         cool = max(0, cool - 1)
@@ -116,7 +118,7 @@ def _alarms_reference(s, threshold, warmup, min_duration, merge_gap, cooldown):
             if not inside:
                 inside, length, raised = True, 0, False
             length += quiet + 1
-            quiet = 0
+            quiet, gap_since_hit = 0, False
             raised = raised or length >= min_duration
         elif inside:
             quiet += 1
@@ -124,7 +126,8 @@ def _alarms_reference(s, threshold, warmup, min_duration, merge_gap, cooldown):
                 if raised:
                     cool = cooldown
                 inside, length, quiet, raised = False, 0, 0, False
-        out.append(2 if seen <= warmup else (4 if inside and raised else 1))
+        shown = inside and raised and (hit or not gap_since_hit)
+        out.append(2 if seen <= warmup else (4 if shown else 1))
     return np.array(out, dtype=np.int8)
 
 
@@ -142,6 +145,18 @@ def test_alarms_follow_their_rules(seed, warmup, min_duration, merge_gap, cooldo
     first, state = kernels.alarms(s[:cut], 0.9, **args, return_state=True)
     np.testing.assert_array_equal(
         np.concatenate([first, kernels.alarms(s[cut:], 0.9, **args, state=state)]), expected)
+
+
+def test_a_gap_inside_an_alarm_does_not_leave_a_trail_of_its_own():
+    s = np.zeros(60)
+    s[20:23] = 1.0
+    s[25] = np.nan            # a gap in the quiet samples after the hits
+    f = kernels.alarms(s, 0.5, warmup=5, merge_gap=10, cooldown=0)
+    assert np.flatnonzero(f == 4).tolist() == [20, 21, 22, 23, 24]
+    assert f[25] == 9
+    s[28] = 1.0               # a hit after the gap: the same episode, shown again
+    f = kernels.alarms(s, 0.5, warmup=5, merge_gap=10, cooldown=0)
+    assert np.flatnonzero(f == 4).tolist() == [20, 21, 22, 23, 24] + list(range(28, 39))
 
 
 def test_alarm_rules_on_a_made_example():

@@ -274,7 +274,7 @@ def anomaly_score(obj, *, halflife: float = 1024.0, calibration: float = 4096.0,
                                 f"calibration={calibration}, warmup={warmup})")
 
 
-def anomaly_alarms(scores, threshold: float | None = 0.999, *, healthy=None,
+def anomaly_alarms(scores, threshold: float | None = 0.99999, *, healthy=None,
                    quantile: float = 1.0, margin: float = 0.5, warmup: int = 100,
                    min_duration: int = 1, merge_gap: int = 30, cooldown: int = 300,
                    dim: str = TIME):

@@ -213,7 +213,7 @@ DETECTOR_KEYS = {
 }
 DETECTOR_DEFAULTS = {
     "zscore": {"window": 60, "threshold": 6.0},
-    "anomaly": {"threshold": 0.999, "halflife": 1024.0, "calibration": 4096.0,
+    "anomaly": {"threshold": 0.99999, "halflife": 1024.0, "calibration": 4096.0,
                 "warmup": 100, "min_duration": 1, "merge_gap": 30, "cooldown": 300},
 }
 OUTPUT_KEYS = {"folder": (_text, False), "report": (_boolean, False),
