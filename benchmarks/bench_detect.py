@@ -5,9 +5,9 @@ Measures, with one default configuration for every series:
 - **SKAB** (``$TOOLKIT_REAL_DATA/SKAB``): point-wise precision, recall and F1
   over all 34 runs of valve1, valve2 and other concatenated (SKAB's protocol:
   the first 400 rows of each run may be treated as normal -- the default
-  detector learns from them only, ``learn_for=400``, and its threshold is
-  their largest score raised half way to 1; the sensors' scores are combined
-  by their maximum);
+  detector learns from them only, ``learn_for=400``, each sensor's threshold
+  is its largest score there raised half way to 1, and a run alarms where any
+  of its sensors does);
 - **the synthetic fleet** (``toolkit.make_fleet``): event precision, recall
   and F1 per anomaly kind (:func:`toolkit.evaluate_events`), with the
   time-gap check beside the detector for gaps;
@@ -193,13 +193,18 @@ def skab(root: Path, name: str, detect) -> dict:
 
 
 def _combined(detect, values):
-    """A multi-sensor run: the detector on each sensor, alarms where any alarms
-    (the default detector: alarms on the largest score of the sensors)."""
-    if detect is det_default:  # learn from the rows known to be normal, and hold that
+    """A multi-sensor run: the detector on each sensor, alarms where any alarms.
+
+    The default detector follows SKAB's protocol through the toolkit's own
+    healthy-period option: it learns from the first rows only (``learn_for``)
+    and each sensor's threshold is its largest score there (after the
+    warm-up) raised half way to 1, as ``detect.anomaly(threshold=None,
+    healthy=...)`` does per metric."""
+    if detect is det_default:
         s = kernels.anomaly_score(values, learn_for=SKAB_TRAIN)
-        combined = np.nanmax(s, axis=0)
-        threshold = kernels.healthy_threshold(combined[100:SKAB_TRAIN], 1.0, margin=0.5)
-        return combined, kernels.alarms(combined, threshold)
+        flags = np.stack([kernels.alarms(row, kernels.healthy_threshold(
+            row[100:SKAB_TRAIN], 1.0, margin=0.5)) for row in s])
+        return np.nanmax(s, axis=0), np.where((flags == 4).any(axis=0), 4, 1).astype(np.int8)
     _, flags = detect(values)
     return None, np.max(np.where(np.isin(flags, (3, 4)), 4, 1), axis=0).astype(np.int8)
 
