@@ -32,6 +32,7 @@ import argparse
 import math
 import os
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -121,26 +122,26 @@ def _shifted(stat):
     return out
 
 
-def det_default(x, healthy=None):
-    s = kernels.anomaly_score(x)
+def det_default(x, healthy=None, period=None):
+    s = kernels.anomaly_score(x, period=period)
     if healthy is None:
         return s, kernels.alarms(s)  # the default threshold
     return s, kernels.alarms(s, max(0.99, kernels.healthy_threshold(s[..., healthy], 1.0)))
 
 
-def det_rolling_z(x, healthy=None):
+def det_rolling_z(x, healthy=None, period=None):
     z = kernels.move_zscore(x, 288, min_count=30)
     return z, _flags_from(z, 4.0)
 
 
-def det_ewm_z(x, healthy=None):
+def det_ewm_z(x, healthy=None, period=None):
     mean = _shifted(kernels.ewm_mean(x, halflife=100.0))
     std = _shifted(kernels.ewm_std(x, halflife=100.0))
     z = (x - mean) / std
     return z, _flags_from(z, 4.0)
 
 
-def det_cusum(x, healthy=None):
+def det_cusum(x, healthy=None, period=None):
     mean = _shifted(kernels.move_mean(x, 288, min_count=30))
     std = _shifted(kernels.move_std(x, 288, min_count=30))
     std = np.where(std > 0, std, np.nan)
@@ -150,7 +151,7 @@ def det_cusum(x, healthy=None):
     return score, flag
 
 
-def det_robust_z(x, healthy=None):
+def det_robust_z(x, healthy=None, period=None):
     return kernels.robust_zscore(x, 288, threshold=5.0, min_count=30)
 
 
@@ -221,11 +222,19 @@ SHAPES = ("periodic", "trending", "noisy", "spiky", "quantised", "gappy")
 KINDS = ("spike", "level_shift", "variance", "period", "shape", "stuck", "drift")
 
 
+DAY = 288  # samples per day of the made streams: the detector's seasonal cycle
+
+
+def _seed(*parts) -> int:
+    """A seed from names that is the same in every process (``hash`` of a string is not)."""
+    return zlib.crc32(repr(parts).encode())
+
+
 def make_stream(shape: str, kind: str, seed: int, n: int = 4032):
     """One series (5-minute samples over 14 days) with one or two anomalies of ``kind``."""
     rng = np.random.default_rng(seed)
     t = np.arange(n)
-    day = 288
+    day = DAY
     base = 10 + 3 * np.sin(2 * np.pi * t / day)
     noise = rng.normal(0, 0.3, n)
     if shape == "trending":
@@ -279,8 +288,8 @@ def streams_score(name: str, detect, quick: bool) -> dict:
     for shape in SHAPES:
         for kind in KINDS:
             for seed in range(seeds):
-                x, at, ends = make_stream(shape, kind, hash((shape, kind, seed)) % 2**32)
-                _, flags = detect(x[None, :])
+                x, at, ends = make_stream(shape, kind, _seed(shape, kind, seed))
+                _, flags = detect(x[None, :], period=DAY)
                 w = nab_windows(at, ends, len(x))
                 part = window_score(starts(flags[0]), w, len(x))
                 parts.append(part)
@@ -296,8 +305,9 @@ def fleet_table(quick: bool):
     fleet = toolkit.make_fleet(n_devices=20 if quick else 60, days=14, seed=1)
     ds = fleet.dataset.load()
     frames = []
+    period = toolkit.ops.detect.season_samples(ds.time.values)  # "auto": a day of samples
     for m in ds.data_vars:
-        s, f = det_default(ds[m].values)
+        s, f = det_default(ds[m].values, period=period)
         flags = ds[[m]].copy(data={m: f})
         frames.append(toolkit.flags_to_events(flags, ds[[m]].copy(data={m: s}),
                                               kind="anomaly", min_flag=4))

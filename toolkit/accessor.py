@@ -367,7 +367,8 @@ class Detect:
         return detect.cusum(self._obj, target, scale, slack=slack, limit=limit)
 
     def anomaly(self, threshold: float | None = 0.99999, *, healthy=None, quantile: float = 1.0,
-                halflife: float = 1024.0, calibration: float = 4096.0, warmup: int = 100,
+                period="auto", halflife: float = 1024.0, calibration: float = 4096.0,
+                warmup: int = 100,
                 learn_for: int | None = None, min_duration: int = 1, merge_gap: int = 30,
                 cooldown: int = 300):
         """The default detector and its alarms: ``(scores, flags)``.
@@ -375,7 +376,10 @@ class Detect:
         Scores in [0, 1] from the past alone (:func:`toolkit.ops.detect.anomaly_score`),
         and flags 4 while an alarm is raised
         (:func:`toolkit.ops.detect.anomaly_alarms`; ``healthy``: a period
-        of normal operation to take each metric's threshold from).
+        of normal operation to take each metric's threshold from;
+        ``period``: the cycle of the seasonal profile, a day by default on
+        regular samples at most an hour apart, see
+        :func:`toolkit.ops.detect.season_samples`).
 
         Examples
         --------
@@ -383,8 +387,9 @@ class Detect:
         >>> float(scores.temperature.max()) <= 1.0, flags.temperature.dtype
         (True, dtype('int8'))
         """
-        scores = detect.anomaly_score(self._obj, halflife=halflife, calibration=calibration,
-                                      warmup=warmup, learn_for=learn_for)
+        scores = detect.anomaly_score(self._obj, period=period, halflife=halflife,
+                                      calibration=calibration, warmup=warmup,
+                                      learn_for=learn_for)
         flags = detect.anomaly_alarms(scores, threshold, healthy=healthy, quantile=quantile,
                                       warmup=warmup, min_duration=min_duration,
                                       merge_gap=merge_gap, cooldown=cooldown)

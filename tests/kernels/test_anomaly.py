@@ -4,6 +4,7 @@ once per episode, against a plain-loop reference."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from hypothesis import given, settings
@@ -23,19 +24,21 @@ def _series(seed: int, n: int = 1500) -> np.ndarray:
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), cut=st.integers(1, 1499))
-def test_causal_a_future_change_never_changes_a_past_score(seed, cut):
+@given(seed=st.integers(0, 10_000), cut=st.integers(1, 1499),
+       period=st.sampled_from([None, 96, 100.5]))
+def test_causal_a_future_change_never_changes_a_past_score(seed, cut, period):
     x = _series(seed)
     y = x.copy()
     y[cut:] = np.random.default_rng(seed + 1).normal(50, 30, len(y) - cut)
-    a, b = kernels.anomaly_score(x), kernels.anomaly_score(y)
+    a, b = kernels.anomaly_score(x, period=period), kernels.anomaly_score(y, period=period)
     np.testing.assert_array_equal(a[:cut], b[:cut])
 
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000),
-       chunks=st.lists(st.integers(1, 400), min_size=1, max_size=8))
-def test_chunk_exact_over_random_chunkings(seed, chunks):
+       chunks=st.lists(st.integers(1, 400), min_size=1, max_size=8),
+       period=st.sampled_from([None, 96, 37.5]))
+def test_chunk_exact_over_random_chunkings(seed, chunks, period):
     x = np.stack([_series(seed), _series(seed + 1)])
     da = xr.DataArray(x, dims=("device", "time"))
     sizes = []
@@ -47,16 +50,17 @@ def test_chunk_exact_over_random_chunkings(seed, chunks):
         left -= sizes[-1]
     if left > 0:
         sizes.append(left)
-    whole = anomaly_score(da, warmup=50)
-    chunked = anomaly_score(da.chunk(time=tuple(sizes)), warmup=50)
+    whole = anomaly_score(da, warmup=50, period=period)
+    chunked = anomaly_score(da.chunk(time=tuple(sizes)), warmup=50, period=period)
     np.testing.assert_array_equal(chunked.values, whole.values)
     flags = anomaly_alarms(chunked, 0.999, warmup=50, merge_gap=5, cooldown=30)
     np.testing.assert_array_equal(flags.values,
                                   anomaly_alarms(whole, 0.999, warmup=50, merge_gap=5,
                                                  cooldown=30).values)
     # the state of a numpy call in pieces, too
-    first, state = kernels.anomaly_score(x[:, :700], warmup=50, return_state=True)
-    rest = kernels.anomaly_score(x[:, 700:], warmup=50, state=state)
+    first, state = kernels.anomaly_score(x[:, :700], warmup=50, period=period,
+                                         return_state=True)
+    rest = kernels.anomaly_score(x[:, 700:], warmup=50, period=period, state=state)
     np.testing.assert_array_equal(np.concatenate([first, rest], axis=1), whole.values)
 
 
@@ -77,6 +81,60 @@ def test_scores_are_in_unit_range_finite_on_constant_and_quantised_series():
     # a quantised series' ordinary steps of one quantum do not alarm
     flags = kernels.alarms(kernels.anomaly_score(quantised))
     assert (flags == 4).mean() < 0.002
+
+
+def _daily(seed: int, days: int = 12, per_day: int = 288) -> np.ndarray:
+    t = np.arange(days * per_day)
+    rng = np.random.default_rng(seed)
+    return 10 + 3 * np.sin(2 * np.pi * t / per_day) + rng.normal(0, 0.3, t.size)
+
+
+def test_the_seasonal_profile_finds_a_drift_under_a_daily_cycle_the_level_misses():
+    found = {None: 0, 288: 0}
+    for seed in range(6):
+        x = _daily(seed)
+        x[2300:2700] += np.linspace(0, 4, 400)  # a slow drift, well inside the cycle's range
+        for period in found:
+            flags = kernels.alarms(kernels.anomaly_score(x, period=period))
+            assert not (flags[:2300] == 4).any()  # no false alarm before it
+            found[period] += int((flags[2300:2700] == 4).any())
+    assert found == {None: 0, 288: 6}
+
+
+def test_the_profile_waits_two_cycles_and_stands_aside_when_it_does_not_help():
+    x = _daily(1, days=3)
+    # before two cycles have shaped it, the profile changes nothing
+    np.testing.assert_array_equal(kernels.anomaly_score(x[:570], period=288),
+                                  kernels.anomaly_score(x[:570]))
+    # white noise has no cycle: a profile never predicts clearly better, and the
+    # scores are the same as without one
+    noise = np.random.default_rng(2).normal(size=4000)
+    np.testing.assert_array_equal(kernels.anomaly_score(noise, period=200),
+                                  kernels.anomaly_score(noise))
+    _, state = kernels.anomaly_score(np.zeros((2, 5)), period=500, return_state=True)
+    assert state.shape == (2, kernels.anomaly.STATE_SIZE + 2 * kernels.anomaly.SEASON_BINS)
+    with pytest.raises(ValueError, match="period must be at least 2"):
+        kernels.anomaly_score(noise, period=1.5)
+
+
+def test_the_period_comes_from_the_time_coordinate():
+    from toolkit.errors import ArgumentError
+    from toolkit.ops.detect import season_samples
+    t = pd.date_range("2026-01-01", periods=3 * 288, freq="5min")
+    assert season_samples(t) == 288.0 and season_samples(t, "12h") == 144.0
+    assert season_samples(t[::24]) is None            # 2-hourly: no daily profile by default
+    assert season_samples(t.delete(5)) is None        # irregular
+    with pytest.raises(ArgumentError, match="regular"):
+        season_samples(t.delete(5), "1D")
+    with pytest.raises(ArgumentError, match="under 2 samples"):
+        season_samples(t, "5min")
+    da = xr.DataArray(_daily(3, days=3)[None, :], dims=("device", "time"),
+                      coords={"time": t, "device": ["a"]})
+    scores = anomaly_score(da.chunk(time=100))
+    assert scores.attrs["period"] == 288.0
+    np.testing.assert_array_equal(scores.values,
+                                  kernels.anomaly_score(da.values, period=288))
+    assert anomaly_score(da, period=None).attrs["period"] == "none"
 
 
 def test_nan_samples_score_nan_and_change_nothing_else():

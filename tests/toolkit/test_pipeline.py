@@ -78,6 +78,10 @@ def _write(tmp_path, text, name="pipeline.toml"):
      r"line 25: output.format is not a known key"),
     (('paths = ["in/*.csv"]', "paths = []"), r"line 5: source.paths must be a string"),
     (("[grid]", "[grid]\nfreq2 = \n"), r"not valid TOML: .*line 8"),
+    (("zscore = { window", 'anomaly = { period = "1min" }\nzscore = { window'),
+     r"line 17: detectors.anomaly.period must span at least 2 bins of the grid"),
+    (("zscore = { window", 'anomaly = { period = 7 }\nzscore = { window'),
+     r"line 17: detectors.anomaly.period must be \"auto\", a duration"),
 ])
 def test_invalid_files_name_the_key_and_line(tmp_path, change, message):
     path = _write(tmp_path, VALID.replace(*change, 1))

@@ -10,6 +10,7 @@ detector with a score and a flag returns both, as ``(scores, flags)``.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 import kernels
@@ -244,12 +245,59 @@ def cusum(obj, target: float, scale: float, *, slack: float = 0.5, limit: float 
                                 f"limit={limit})")
 
 
-def anomaly_score(obj, *, halflife: float = 1024.0, calibration: float = 4096.0,
+def season_samples(times, period="auto") -> float | None:
+    """The ``period`` of the detector's seasonal profile in samples of ``times``.
+
+    ``"auto"`` is a day when the samples are regular and at most an hour
+    apart, and no profile otherwise (the profile is used only once two
+    cycles have shaped it, so a shorter series scores as without one); a
+    duration (``"1D"``,
+    ``"7D"``, a ``Timedelta``) asks for that cycle and needs regular
+    samples; a number is samples; ``None`` or ``False`` is no profile.
+
+    Examples
+    --------
+    >>> t = pd.date_range("2026-01-01", periods=5 * 1440, freq="1min")
+    >>> season_samples(t), season_samples(t, "7D"), season_samples(t[::120])
+    (1440.0, 10080.0, None)
+    >>> season_samples(t, None) is None, season_samples(t, 96)
+    (True, 96.0)
+    """
+    if period is None or period is False:
+        return None
+    if isinstance(period, (int, float, np.integer, np.floating)) and not isinstance(period, bool):
+        if not period >= 2:
+            raise ArgumentError(f"period must be at least 2 samples, got period={period!r}")
+        return float(period)
+    t = pd.DatetimeIndex(np.asarray(times)).as_unit("ns")
+    steps = np.diff(t.asi8)
+    regular = len(steps) > 0 and steps[0] > 0 and bool((steps == steps[0]).all())
+    if isinstance(period, str) and period == "auto":
+        if not regular or steps[0] > pd.Timedelta("1h").value:
+            return None
+        return float(pd.Timedelta("1D").value / steps[0])
+    try:
+        cycle = pd.Timedelta(period)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"period must be 'auto', a duration such as '1D', a number of "
+                            f"samples or None, got period={period!r}") from None
+    if not regular:
+        raise ArgumentError(f"period={period!r} needs regular samples (regularize first)")
+    samples = cycle.value / steps[0]
+    if samples < 2:
+        raise ArgumentError(f"period={period!r} is under 2 samples of {pd.Timedelta(steps[0])}")
+    return float(samples)
+
+
+def anomaly_score(obj, *, period="auto", halflife: float = 1024.0, calibration: float = 4096.0,
                   warmup: int = 100, learn_for: int | None = None, dim: str = TIME):
     """The default streaming detector's score in [0, 1], from the past alone.
 
     See :func:`kernels.anomaly_score` (a scan: its state is carried from
-    chunk to chunk, so any chunking gives the same scores).
+    chunk to chunk, so any chunking gives the same scores). ``period`` is
+    the cycle of its seasonal profile, from the time coordinate (see
+    :func:`season_samples`): by default a day, on regular samples at most
+    an hour apart.
 
     Examples
     --------
@@ -260,17 +308,29 @@ def anomaly_score(obj, *, halflife: float = 1024.0, calibration: float = 4096.0,
     >>> int(s.argmax("time")[0]), bool(s.max() > 0.999)
     (300, True)
     """
+    if isinstance(period, str) or isinstance(period, pd.Timedelta):
+        times = obj[dim].values if dim in obj.coords else None
+        if times is None or not np.issubdtype(np.asarray(times).dtype, np.datetime64):
+            if not (isinstance(period, str) and period == "auto"):
+                raise ArgumentError(f"period={period!r} needs a datetime {dim!r} coordinate")
+            samples = None
+        else:
+            samples = season_samples(times, period)
+    else:
+        samples = season_samples(None, period)
+
     def attrs(da, output):
         return {"long_name": f"anomaly score of {_long_name(da)}", "units": "1",
-                "halflife": halflife, "calibration": calibration}
+                "halflife": halflife, "calibration": calibration,
+                "period": "none" if samples is None else samples}
 
     with kernel_arguments():
-        kernels.anomaly_score(np.zeros(1), halflife=halflife, calibration=calibration,
-                              warmup=warmup, learn_for=learn_for)
+        kernels.anomaly_score(np.zeros(1), period=samples, halflife=halflife,
+                              calibration=calibration, warmup=warmup, learn_for=learn_for)
     return apply_kernel(obj, kernels.anomaly_score, name="anomaly-score", dim=dim,
-                        halflife=halflife, calibration=calibration, warmup=warmup,
-                        learn_for=learn_for, attrs=attrs,
-                        history=f"anomaly_score(halflife={halflife}, "
+                        period=samples, halflife=halflife, calibration=calibration,
+                        warmup=warmup, learn_for=learn_for, attrs=attrs,
+                        history=f"anomaly_score(period={samples}, halflife={halflife}, "
                                 f"calibration={calibration}, warmup={warmup})")
 
 
@@ -377,4 +437,4 @@ def peer_zscore(obj, threshold: float = 5.0, *, by: str | None = None, min_count
 
 
 __all__ = ["anomaly_alarms", "anomaly_score", "cusum", "drift", "hampel", "peer_zscore",
-           "robust_zscore", "rolling_zscore", "task_named", "zscore_flags"]
+           "robust_zscore", "rolling_zscore", "season_samples", "task_named", "zscore_flags"]

@@ -145,6 +145,15 @@ def _strings_map(v):
     return dict(v)
 
 
+def _period(v):
+    """The anomaly detector's seasonal cycle: "auto", a duration, or false."""
+    if v is False or (isinstance(v, str) and v == "auto"):
+        return v
+    if isinstance(v, bool) or not isinstance(v, str):
+        raise ValueError("must be \"auto\", a duration such as \"1D\", or false")
+    return _duration(v)
+
+
 def _numbers(v):
     if not isinstance(v, list) or not all(isinstance(x, (int, float))
                                           and not isinstance(x, bool) for x in v):
@@ -209,12 +218,13 @@ DETECTOR_KEYS = {
     "anomaly": {"threshold": (_number(above=0), False), "halflife": (_number(above=0), False),
                 "calibration": (_number(above=0), False), "warmup": (_whole(0), False),
                 "min_duration": (_whole(1), False), "merge_gap": (_whole(0), False),
-                "cooldown": (_whole(0), False)},
+                "cooldown": (_whole(0), False), "period": (_period, False)},
 }
 DETECTOR_DEFAULTS = {
     "zscore": {"window": 60, "threshold": 6.0},
     "anomaly": {"threshold": 0.99999, "halflife": 1024.0, "calibration": 4096.0,
-                "warmup": 100, "min_duration": 1, "merge_gap": 30, "cooldown": 300},
+                "warmup": 100, "min_duration": 1, "merge_gap": 30, "cooldown": 300,
+                "period": "auto"},
 }
 OUTPUT_KEYS = {"folder": (_text, False), "report": (_boolean, False),
                "title": (_text, False), "events": (_texts, False)}
@@ -395,6 +405,14 @@ def check_config(raw: dict, *, name: str = "pipeline", text: str | None = None,
                                    where, True),
             "detectors": _check_tests(part.get("detectors", {}), DETECTOR_KEYS,
                                       path + ("detectors",), where, True)}
+    tables = [(("detectors",), detectors)] + [
+        (("metrics", m, "detectors"), part["detectors"]) for m, part in metrics.items()]
+    for path, table in tables:  # a seasonal cycle needs two bins of the grid at least
+        period = (table.get("anomaly") or {}).get("period")
+        if isinstance(period, str) and period != "auto" \
+                and pd.Timedelta(period) < 2 * pd.Timedelta(grid["freq"]):
+            raise PipelineError(f"{where(path + ('anomaly', 'period'))} must span at least 2 "
+                                f"bins of the grid ({grid['freq']}), got {period!r}")
     output = _check_table(raw.get("output", {}), OUTPUT_KEYS, ("output",), where)
     output["folder"] = str(base / output.get("folder", f"{name.rsplit('.', 1)[0]}-out"))
     output.setdefault("report", True)
