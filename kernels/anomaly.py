@@ -12,8 +12,9 @@ streaming detectors that do best on labelled real streams, written anew:
    level's half-life is long (``halflife``, 1,024 samples): an anomaly that
    lasts minutes is not learnt as normal while it lasts, while a lasting
    change of level is absorbed in time. Given the ``period`` of a seasonal
-   pattern (a day, for most telemetry), the level carries a profile over
-   the cycle, used while it predicts clearly better than the level alone.
+   pattern (a day, for most telemetry), a second forecast is kept beside
+   it -- a level of its own plus a profile over the cycle -- and used
+   while it predicts clearly better than the level alone.
    A third error is how long the value has been held: runs of equal values
    are taken as about geometric, with this series' mean run learnt.
 2. **A floor from the data's resolution.** The typical sizes never go
@@ -43,9 +44,10 @@ series) is carried across chunks, so any chunking gives the same scores.
 
 :func:`alarms` turns scores into alarms a person can live with (a scan too,
 carrying its state): an alarm when the score crosses ``threshold`` (by
-default 0.99999: a p of at most 2e-6) and stays up ``min_duration`` samples, hits closer than
-``merge_gap`` samples apart are one episode and alarm once, no new alarm
-for ``cooldown`` samples after an episode, none in the ``warmup``.
+default 0.99999: a p of at most 2e-6) and stays up ``min_duration``
+samples, hits closer than ``merge_gap`` samples apart are one episode and
+alarm once, no new alarm for ``cooldown`` samples after an episode, none
+in the ``warmup``.
 """
 
 from __future__ import annotations
@@ -63,8 +65,9 @@ from .parallel import Rows, run_rows
 #: state columns of anomaly_score: the level, the step and run statistics, then
 #: for each of the four error streams its running quantile, mean excess above it
 #: and recent rate of exceedances
-(_N, _MU, _MAD, _PREV, _DMAD, _RES, _RUN, _MRUN, _AVG_L, _AVG_S, _POS, _MAD_P) = range(12)
-_TAILS = 12  # first column of the tails: (quantile, excess, rate) x 4
+(_N, _MU, _MAD, _PREV, _DMAD, _RES, _RUN, _MRUN, _AVG_L, _AVG_S, _POS, _MAD_P,
+ _MU_S) = range(13)
+_TAILS = 13  # first column of the tails: (quantile, excess, rate) x 4
 _SEASON = _TAILS + 12  # first column of the seasonal profile (when there is a period)
 STATE_SIZE = _SEASON
 #: bins of the seasonal profile, at most
@@ -138,7 +141,7 @@ def _anomaly(a, a_level, a_calib, warmup, learn_for, period, a_season, state, ou
         s = state[r]
         n, mu, mad, prev, dmad = s[_N], s[_MU], s[_MAD], s[_PREV], s[_DMAD]
         res, run, mrun, avg_l, avg_s = s[_RES], s[_RUN], s[_MRUN], s[_AVG_L], s[_AVG_S]
-        pos, mad_p = s[_POS], s[_MAD_P]
+        pos, mad_p, mu_s = s[_POS], s[_MAD_P], s[_MU_S]
         for i in range(x_row.shape[0]):
             x = x_row[i]
             pos += 1.0  # samples since the series began, NaN included: the phase
@@ -156,7 +159,7 @@ def _anomaly(a, a_level, a_calib, warmup, learn_for, period, a_season, state, ou
                 profile = (1.0 - f) * s[_SEASON + k0] + f * s[_SEASON + k1]
                 ready = min(s[_SEASON + bins + k0], s[_SEASON + bins + k1]) >= established
             if n == 1.0:
-                mu, prev, mad, mad_p, dmad, run, mrun = x, x, 0.0, 0.0, 0.0, 1.0, 1.0
+                mu, mu_s, prev, mad, mad_p, dmad, run, mrun = x, x, x, 0.0, 0.0, 0.0, 1.0, 1.0
                 out[r, i] = 0.0
                 continue
             step = abs(x - prev)
@@ -165,13 +168,13 @@ def _anomaly(a, a_level, a_calib, warmup, learn_for, period, a_season, state, ou
             # the profile is used once two cycles have shaped it, and only while
             # it predicts clearly better than the level alone
             seasonal = ready and mad < _BETTER * mad_p
-            season = profile if seasonal else 0.0
+            forecast = mu_s + profile if seasonal else mu
             s_level = max(1.2533 * (mad if seasonal else mad_p), floor)
             s_step = max(1.2533 * dmad, floor)
             # three errors, each judged against its own history: far from the
             # level, a jump from the last value (each alone and averaged over
             # the last few), and a value held for longer than this series' runs
-            raw_l = min(abs(x - mu - season) / s_level, _HUGE)  # (an infinity stays finite)
+            raw_l = min(abs(x - forecast) / s_level, _HUGE)  # (an infinity stays finite)
             raw_s = min(step / s_step, _HUGE)
             if n > 10.0:
                 avg_l += _SHORT * (raw_l - avg_l)
@@ -191,22 +194,24 @@ def _anomaly(a, a_level, a_calib, warmup, learn_for, period, a_season, state, ou
                 continue
             # learn, robustly: errors clipped at 3 scales
             w = max(a_level, 1.0 / n)
-            dev = min(max(x - mu - season, -3.0 * s_level), 3.0 * s_level)
-            if bins > 0:  # both models' spreads, and the profile
-                s_p = max(1.2533 * mad_p, floor)
+            if bins > 0:  # the seasonal model: its own level, its spread, the profile
                 s_s = max(1.2533 * mad, floor)
-                mad_p += w * (min(abs(x - mu), 3.0 * s_p) - mad_p)
-                mad += w * (min(abs(x - mu - profile), 3.0 * s_s) - mad)
+                dev_s = x - mu_s - profile
+                mad += w * (min(abs(dev_s), 3.0 * s_s) - mad)
+                mu_s += w * min(max(dev_s, -3.0 * s_s), 3.0 * s_s)
                 for k, share in ((k0, 1.0 - f), (k1, f)):
                     if share > 0.0:  # each bin learns its share of the deviation
                         s[_SEASON + bins + k] += share
-                        ws = max(share * a_season, share / s[_SEASON + bins + k])
-                        d = min(max(x - mu - s[_SEASON + k], -3.0 * s_s), 3.0 * s_s)
+                        c = s[_SEASON + bins + k]
+                        ws = max(share * a_season, share / c)
+                        d = min(max(x - mu_s - s[_SEASON + k], -3.0 * s_s), 3.0 * s_s)
                         s[_SEASON + k] += ws * d
-            else:
-                mad += w * (min(abs(x - mu), 3.0 * s_level) - mad)
-                mad_p = mad
-            mu += w * dev
+            # the level alone (the model without a profile)
+            s_p = max(1.2533 * mad_p, floor)
+            mad_p += w * (min(abs(x - mu), 3.0 * s_p) - mad_p)
+            mu += w * min(max(x - mu, -3.0 * s_p), 3.0 * s_p)
+            if bins == 0:
+                mad = mad_p
             dmad += w * (min(step, 3.0 * s_step) - dmad)
             if n > 10.0:  # the scales mean something by now
                 wc = max(a_calib, min(0.002, 1.0 / (n - 10.0)))
@@ -218,7 +223,7 @@ def _anomaly(a, a_level, a_calib, warmup, learn_for, period, a_season, state, ou
                 mrun += w * (min(run, 3.0 * mrun) - mrun)
         s[_N], s[_MU], s[_MAD], s[_PREV], s[_DMAD] = n, mu, mad, prev, dmad
         s[_RES], s[_RUN], s[_MRUN], s[_AVG_L], s[_AVG_S] = res, run, mrun, avg_l, avg_s
-        s[_POS], s[_MAD_P] = pos, mad_p
+        s[_POS], s[_MAD_P], s[_MU_S] = pos, mad_p, mu_s
 
 
 def _initial_state(n: int, bins: int = 0) -> np.ndarray:
@@ -247,10 +252,11 @@ def anomaly_score(a, *, period: float | None = None, halflife: float = 1024.0,
         Values along ``axis``; NaN is missing (scored NaN, skipped).
     period : float, optional
         Samples per cycle of a seasonal pattern (a day of 1-minute samples:
-        1440). The level then carries a profile over the cycle (up to 48
-        bins, interpolated), learnt over about 8 cycles; it is used once two
-        cycles have shaped it, and only while it predicts clearly better
-        than the level alone. Default: no profile. NaN samples count as
+        1440). A second forecast is then kept: a level of its own plus a
+        profile over the cycle (up to 48 bins, interpolated), learnt over
+        about 8 cycles. It is used once two cycles have shaped the profile,
+        and only while it predicts clearly better than the level alone
+        (otherwise the scores are those without a period). Default: none. NaN samples count as
         samples here (they keep the phase), so the samples must be regular.
     halflife : float
         Samples over which the level and its spread are learnt (1,024).
