@@ -245,15 +245,44 @@ def cusum(obj, target: float, scale: float, *, slack: float = 0.5, limit: float 
                                 f"limit={limit})")
 
 
-def season_samples(times, period="auto") -> float | None:
-    """The ``period`` of the detector's seasonal profile in samples of ``times``.
+def cycle_samples(period, step) -> float | None:
+    """The detector's seasonal cycle in samples ``step`` apart (a ``Timedelta``).
 
-    ``"auto"`` is a day when the samples are regular and at most an hour
-    apart, and no profile otherwise (the profile is used only once two
-    cycles have shaped it, so a shorter series scores as without one); a
-    duration (``"1D"``,
-    ``"7D"``, a ``Timedelta``) asks for that cycle and needs regular
-    samples; a number is samples; ``None`` or ``False`` is no profile.
+    ``"auto"`` is a day when ``step`` is an hour or less, and no profile
+    otherwise (the profile is used only once two cycles have shaped it, so
+    a shorter series scores as without one); a duration (``"1D"``,
+    ``"7D"``, a ``Timedelta``) is that cycle; a number is samples already;
+    ``None`` or ``False`` is no profile.
+
+    Examples
+    --------
+    >>> cycle_samples("auto", pd.Timedelta("5min")), cycle_samples("7D", pd.Timedelta("1h"))
+    (288.0, 168.0)
+    >>> cycle_samples("auto", pd.Timedelta("2h")) is None, cycle_samples(96, None)
+    (True, 96.0)
+    """
+    if period is None or period is False:
+        return None
+    if isinstance(period, (int, float, np.integer, np.floating)) and not isinstance(period, bool):
+        if not period >= 2:
+            raise ArgumentError(f"period must be at least 2 samples, got period={period!r}")
+        return float(period)
+    if isinstance(period, str) and period == "auto":
+        return float(pd.Timedelta("1D") / step) if step <= pd.Timedelta("1h") else None
+    try:
+        cycle = pd.Timedelta(period)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"period must be 'auto', a duration such as '1D', a number of "
+                            f"samples or None, got period={period!r}") from None
+    if cycle < 2 * step:
+        raise ArgumentError(f"period={period!r} is under 2 samples of {step}")
+    return float(cycle / step)
+
+
+def season_samples(times, period="auto") -> float | None:
+    """The ``period`` of the detector's seasonal profile in samples of ``times``
+    (see :func:`cycle_samples`); a duration needs regular samples, and
+    ``"auto"`` gives no profile on irregular ones.
 
     Examples
     --------
@@ -263,30 +292,16 @@ def season_samples(times, period="auto") -> float | None:
     >>> season_samples(t, None) is None, season_samples(t, 96)
     (True, 96.0)
     """
-    if period is None or period is False:
-        return None
-    if isinstance(period, (int, float, np.integer, np.floating)) and not isinstance(period, bool):
-        if not period >= 2:
-            raise ArgumentError(f"period must be at least 2 samples, got period={period!r}")
-        return float(period)
-    t = pd.DatetimeIndex(np.asarray(times)).as_unit("ns")
-    steps = np.diff(t.asi8)
-    regular = len(steps) > 0 and steps[0] > 0 and bool((steps == steps[0]).all())
-    if isinstance(period, str) and period == "auto":
-        if not regular or steps[0] > pd.Timedelta("1h").value:
+    if period is None or period is False or (
+            isinstance(period, (int, float, np.integer, np.floating))
+            and not isinstance(period, bool)):
+        return cycle_samples(period, None)
+    steps = np.diff(pd.DatetimeIndex(np.asarray(times)).as_unit("ns").asi8)
+    if not (len(steps) > 0 and steps[0] > 0 and bool((steps == steps[0]).all())):
+        if isinstance(period, str) and period == "auto":
             return None
-        return float(pd.Timedelta("1D").value / steps[0])
-    try:
-        cycle = pd.Timedelta(period)
-    except (TypeError, ValueError):
-        raise ArgumentError(f"period must be 'auto', a duration such as '1D', a number of "
-                            f"samples or None, got period={period!r}") from None
-    if not regular:
         raise ArgumentError(f"period={period!r} needs regular samples (regularize first)")
-    samples = cycle.value / steps[0]
-    if samples < 2:
-        raise ArgumentError(f"period={period!r} is under 2 samples of {pd.Timedelta(steps[0])}")
-    return float(samples)
+    return cycle_samples(period, pd.Timedelta(int(steps[0]), "ns"))
 
 
 def anomaly_score(obj, *, period="auto", halflife: float = 1024.0, calibration: float = 4096.0,
@@ -436,5 +451,6 @@ def peer_zscore(obj, threshold: float = 5.0, *, by: str | None = None, min_count
     return score, flag
 
 
-__all__ = ["anomaly_alarms", "anomaly_score", "cusum", "drift", "hampel", "peer_zscore",
-           "robust_zscore", "rolling_zscore", "season_samples", "task_named", "zscore_flags"]
+__all__ = ["anomaly_alarms", "anomaly_score", "cusum", "cycle_samples", "drift", "hampel",
+           "peer_zscore", "robust_zscore", "rolling_zscore", "season_samples", "task_named",
+           "zscore_flags"]

@@ -21,6 +21,7 @@ import kernels
 from kernels.distribution import Pointwise, Scan, Window
 
 from ..model import FLAG_MISSING, FLAG_NOT_EVALUATED, FLAG_PASS, FLAG_SUSPECT
+from ..ops.detect import cycle_samples
 from .config import tests_for
 
 #: the events' ``kind`` and the variable suffix of each check and detector
@@ -109,26 +110,13 @@ def build_steps(config: dict, metrics: list[str], step: pd.Timedelta) -> list[St
         for name in sorted(detectors):
             p = detectors[name]
             if name == "anomaly":
-                out.append(Step(name, m, {**p, "period": _period_samples(p, step)}))
+                period = cycle_samples(p.get("period", "auto"), step)  # in bins of the grid
+                out.append(Step(name, m, {**p, "period": period}))
                 continue
             out.append(Step(name, m, {"window": p["window"],
                                       "min_count": p.get("min_count")},
                             threshold=float(p["threshold"])))
     return out
-
-
-def _period_samples(p: dict, step: pd.Timedelta) -> float | None:
-    """The anomaly detector's seasonal cycle in bins of the grid ("auto": a day on grids
-    of an hour or finer)."""
-    period = p.get("period", "auto")
-    if period is False or period is None:
-        return None
-    if period == "auto":
-        return float(pd.Timedelta("1D") / step) if step <= pd.Timedelta("1h") else None
-    samples = float(pd.Timedelta(period) / step)
-    if samples < 2:
-        raise ValueError(f"detectors.anomaly.period {period!r} is under 2 bins of {step}")
-    return samples
 
 
 def _check_step(name: str, metric: str, p: dict, step: pd.Timedelta) -> Step:
