@@ -90,7 +90,7 @@ _BFLOOR = 0.2
 #: cycles over which a bin of the seasonal profile is learnt (a half-life)
 _SEASON_CYCLES = 8.0
 #: the profile is used while its spread is below this share of the level's alone
-_BETTER = 0.8
+_BETTER = 0.5
 #: cycles that shape a bin of the profile before it is used
 _ESTABLISHED = 2.0
 
