@@ -122,26 +122,24 @@ def _shifted(stat):
     return out
 
 
-def det_default(x, healthy=None, period=None):
+def det_default(x, period=None):
     s = kernels.anomaly_score(x, period=period)
-    if healthy is None:
-        return s, kernels.alarms(s)  # the default threshold
-    return s, kernels.alarms(s, max(0.99, kernels.healthy_threshold(s[..., healthy], 1.0)))
+    return s, kernels.alarms(s)  # the default threshold
 
 
-def det_rolling_z(x, healthy=None, period=None):
+def det_rolling_z(x, period=None):  # (no cycle)
     z = kernels.move_zscore(x, 288, min_count=30)
     return z, _flags_from(z, 4.0)
 
 
-def det_ewm_z(x, healthy=None, period=None):
+def det_ewm_z(x, period=None):  # (no cycle)
     mean = _shifted(kernels.ewm_mean(x, halflife=100.0))
     std = _shifted(kernels.ewm_std(x, halflife=100.0))
     z = (x - mean) / std
     return z, _flags_from(z, 4.0)
 
 
-def det_cusum(x, healthy=None, period=None):
+def det_cusum(x, period=None):  # (no cycle)
     mean = _shifted(kernels.move_mean(x, 288, min_count=30))
     std = _shifted(kernels.move_std(x, 288, min_count=30))
     std = np.where(std > 0, std, np.nan)
@@ -151,7 +149,7 @@ def det_cusum(x, healthy=None, period=None):
     return score, flag
 
 
-def det_robust_z(x, healthy=None, period=None):
+def det_robust_z(x, period=None):  # (no cycle)
     return kernels.robust_zscore(x, 288, threshold=5.0, min_count=30)
 
 

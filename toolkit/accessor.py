@@ -368,9 +368,8 @@ class Detect:
 
     def anomaly(self, threshold: float | None = 0.99999, *, healthy=None, quantile: float = 1.0,
                 period="auto", halflife: float = 1024.0, calibration: float = 4096.0,
-                warmup: int = 100,
-                learn_for: int | None = None, min_duration: int = 1, merge_gap: int = 30,
-                cooldown: int = 300):
+                warmup: int = 100, learn_for: int | None = None, min_duration: int = 1,
+                merge_gap: int = 30, cooldown: int = 300):
         """The default detector and its alarms: ``(scores, flags)``.
 
         Scores in [0, 1] from the past alone (:func:`toolkit.ops.detect.anomaly_score`),

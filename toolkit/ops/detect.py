@@ -281,26 +281,27 @@ def cycle_samples(period, step) -> float | None:
 
 def season_samples(times, period="auto") -> float | None:
     """The ``period`` of the detector's seasonal profile in samples of ``times``
-    (see :func:`cycle_samples`); a duration needs regular samples, and
-    ``"auto"`` gives no profile on irregular ones.
+    (see :func:`cycle_samples`); a duration needs regular datetime samples, and
+    ``"auto"`` gives no profile on others.
 
     Examples
     --------
     >>> t = pd.date_range("2026-01-01", periods=5 * 1440, freq="1min")
     >>> season_samples(t), season_samples(t, "7D"), season_samples(t[::120])
     (1440.0, 10080.0, None)
-    >>> season_samples(t, None) is None, season_samples(t, 96)
-    (True, 96.0)
+    >>> season_samples(t, None) is None, season_samples(t, 96), season_samples(None)
+    (True, 96.0, None)
     """
-    if period is None or period is False or (
-            isinstance(period, (int, float, np.integer, np.floating))
-            and not isinstance(period, bool)):
-        return cycle_samples(period, None)
-    steps = np.diff(pd.DatetimeIndex(np.asarray(times)).as_unit("ns").asi8)
+    if not isinstance(period, (str, pd.Timedelta)):
+        return cycle_samples(period, None)  # a number of samples, or no profile
+    steps = np.array([], dtype=np.int64)
+    if times is not None and np.issubdtype(np.asarray(times).dtype, np.datetime64):
+        steps = np.diff(pd.DatetimeIndex(np.asarray(times)).as_unit("ns").asi8)
     if not (len(steps) > 0 and steps[0] > 0 and bool((steps == steps[0]).all())):
         if isinstance(period, str) and period == "auto":
             return None
-        raise ArgumentError(f"period={period!r} needs regular samples (regularize first)")
+        raise ArgumentError(f"period={period!r} needs regular datetime samples "
+                            "(regularize first)")
     return cycle_samples(period, pd.Timedelta(int(steps[0]), "ns"))
 
 
@@ -323,16 +324,7 @@ def anomaly_score(obj, *, period="auto", halflife: float = 1024.0, calibration: 
     >>> int(s.argmax("time")[0]), bool(s.max() > 0.999)
     (300, True)
     """
-    if isinstance(period, str) or isinstance(period, pd.Timedelta):
-        times = obj[dim].values if dim in obj.coords else None
-        if times is None or not np.issubdtype(np.asarray(times).dtype, np.datetime64):
-            if not (isinstance(period, str) and period == "auto"):
-                raise ArgumentError(f"period={period!r} needs a datetime {dim!r} coordinate")
-            samples = None
-        else:
-            samples = season_samples(times, period)
-    else:
-        samples = season_samples(None, period)
+    samples = season_samples(obj[dim].values if dim in obj.coords else None, period)
 
     def attrs(da, output):
         return {"long_name": f"anomaly score of {_long_name(da)}", "units": "1",
