@@ -10,8 +10,9 @@ it to an array (device x time x metric):
 
 - pyarrow ``csv.read_csv`` alone: parsing only, multithreaded, no array;
 - pandas ``read_csv`` + ``to_datetime`` + ``pivot(...).to_xarray()``;
-- ``toolkit.io.read_csv(path, freq="1min")`` on a LocalCluster of 2 worker
-  processes x 1 thread: parse on the workers, regularise, held there.
+- ``toolkit.io.read_csv(path, freq="1min")`` on ``toolkit.connect()``'s local
+  cluster of 2 worker processes x 1 thread: parse on the workers,
+  regularise, held there.
 
 Each time is the best of three. Peak memory is the largest sum of the
 resident sets of this process and its children (the workers) during a run,
@@ -34,8 +35,8 @@ import pandas as pd
 import psutil
 import pyarrow as pa
 import pyarrow.csv as pcsv
-from distributed import Client, LocalCluster
 
+from toolkit import connect
 from toolkit.io import LoadReport, read_csv
 
 METRICS = ["temperature", "humidity", "pressure", "battery_voltage"]
@@ -147,9 +148,8 @@ def main(argv=None):
     rows.append(("pyarrow read_csv (parse only, threads)", *best(arrow)))
     rows.append(("pandas read_csv + to_datetime + pivot.to_xarray",
                  *best(pandas_pivot, repeat=2)))
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None, host="127.0.0.1",
-                      memory_limit="8GiB") as lc, Client(lc):
+    with connect(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                 memory_limit="8GiB"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             read_csv(path, freq="1min", blocksize=16 * 2**20)  # warm: numba, imports
@@ -178,9 +178,8 @@ def beyond(path, size):
     """The file on a cluster whose memory limit is smaller than the file."""
     print(f"\n## A CSV larger than the cluster's memory: {size / 2**30:.2f} GiB file, "
           "2 workers x 1 thread with a 1 GiB limit each\n")
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None, host="127.0.0.1",
-                      memory_limit="1GiB") as lc, Client(lc) as client:
+    with connect(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                 memory_limit="1GiB") as client:
         pids = set(client.run(os.getpid).values())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -31,6 +31,7 @@ import xarray as xr
 from distributed import Client, LocalCluster, get_task_stream, wait
 
 import toolkit
+from toolkit.cluster import worker_environ
 from toolkit.model import metric_names
 
 GiB = 2**30
@@ -148,9 +149,13 @@ def run_pipeline(client, store, out, threads, memory=True):
 
 
 def cluster(n_workers, threads, memory_limit="4GiB"):
-    return LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True,
-                        memory_limit=memory_limit, dashboard_address=None,
-                        host="127.0.0.1")
+    """A local cluster of processes whose workers start with the environment
+    :func:`toolkit.connect` gives them (:func:`toolkit.cluster.worker_environ`)."""
+    environ = worker_environ(memory_limit, threads)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        return LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True,
+                            memory_limit=memory_limit, dashboard_address=None,
+                            host="127.0.0.1")
 
 
 #: the pipeline a researcher runs, as a pipeline file would give it

@@ -13,6 +13,7 @@ import xarray as xr
 from distributed import LocalCluster, Nanny
 
 from toolkit import ClusterConnectionError, connect, make_fleet, rolling_zscore
+from toolkit.cluster import worker_environ
 from toolkit.localservers import free_port
 
 pytestmark = pytest.mark.slow
@@ -89,6 +90,13 @@ def test_local_cluster_of_processes_on_loopback(monkeypatch):
         check_computes_like_numpy(client)
         pids = [w.process.pid for w in cluster.workers.values()]
         assert all(psutil.pid_exists(p) for p in pids)
+        # the workers started with the heap settings of worker_environ()
+        env = client.run(lambda: (os.environ.get("MALLOC_MMAP_THRESHOLD_"),
+                                  os.environ.get("MALLOC_TRIM_THRESHOLD_")))
+        limit = min(w["memory_limit"] for w in client.scheduler_info()["workers"].values())
+        expected = worker_environ(limit)
+        assert set(env.values()) == {(str(expected["MALLOC_MMAP_THRESHOLD_"]),
+                                      str(expected["MALLOC_TRIM_THRESHOLD_"]))}
     finally:
         client.close()
     # closing the client shut the cluster and its worker processes down
@@ -116,3 +124,20 @@ def test_unreachable_scheduler_is_a_clear_error():
 def test_cluster_options_with_an_address_are_refused():
     with pytest.raises(TypeError, match=r"\['n_workers'\] only apply"):
         connect("tcp://127.0.0.1:8786", n_workers=2)
+
+
+def test_worker_environ_keeps_what_the_user_chose(monkeypatch):
+    import dask
+
+    import toolkit.cluster
+
+    small = worker_environ("512MiB")
+    assert (small["MALLOC_MMAP_THRESHOLD_"], small["MALLOC_TRIM_THRESHOLD_"]) == \
+        (16 * 2**20, 64 * 2**20)  # a 32th and an 8th of a small limit
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": {
+            "MALLOC_TRIM_THRESHOLD_": 1, "OMP_NUM_THREADS": 1}}):
+        env = worker_environ("8GiB")
+    assert env["MALLOC_TRIM_THRESHOLD_"] == 1 and env["OMP_NUM_THREADS"] == 1
+    assert env["MALLOC_MMAP_THRESHOLD_"] == 32 * 2**20
+    monkeypatch.setitem(toolkit.cluster._USER_HEAP, "MALLOC_MMAP_THRESHOLD_", "4096")
+    assert "MALLOC_MMAP_THRESHOLD_" not in worker_environ("8GiB")

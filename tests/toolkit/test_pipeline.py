@@ -274,10 +274,12 @@ def test_gridded_zarr_source_reads_and_bins_inside_the_chain_tasks(tmp_path, cli
     """A fleet already on a 1-minute grid, in Zarr, regularised to 5 minutes by the
     chain tasks themselves: the values and counts equal regularize() on the
     whole fleet, the flags equal the kernels' on them, and the run is one task
-    per chunk of devices up to the store (no task per metric)."""
+    per chunk of devices up to the store (no task per metric), on the store's
+    own device chunks (3 devices: 3 tasks, where the cluster alone would make
+    tasks of 2 devices, 4 of them, and read the middle stored chunks twice)."""
     fleet = toolkit.make_fleet(n_devices=7, days=0.5, freq="1min", seed=5).dataset
     fleet = fleet[["temperature", "humidity"]].reset_coords(drop=True)
-    fleet.to_zarr(tmp_path / "fleet.zarr", zarr_format=2)
+    fleet.chunk(device=3).to_zarr(tmp_path / "fleet.zarr", zarr_format=2)
     pipeline = Pipeline.from_dict({
         "source": {"type": "zarr", "path": "fleet.zarr"}, "grid": {"freq": "5min"},
         "checks": {"gross_range": {"fail": [-40, 85], "suspect": [0, 30]}},
@@ -300,6 +302,6 @@ def test_gridded_zarr_source_reads_and_bins_inside_the_chain_tasks(tmp_path, cli
     pd.testing.assert_frame_equal(result.health, expected_health)
     assert (result.health.flags_pass > 0).all()
     chains = [t for t in ts.data if "pipeline-chain" in str(t["key"])]
-    assert chains and not [t for t in ts.data if "regularize" in str(t["key"])]
+    assert len(chains) == 3 and not [t for t in ts.data if "regularize" in str(t["key"])]
     with pytest.raises(toolkit.errors.ArgumentError, match="read whole"):
         pipeline.run(client, incremental=True, progress=False, echo=lambda *a: None)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import csv
 import io
+import mmap
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -22,6 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
+
+from kernels.text import line_ends
 
 from ..errors import LoadError
 from .csvschema import (
@@ -33,7 +37,6 @@ from .csvschema import (
     Schema,
     compression_of,
     cr_to_lf,
-    lone_cr,
     read_fields,
     split_lines,
 )
@@ -90,37 +93,54 @@ class _NeedsSlowPath(Exception):
     pass
 
 
-def read_block_bytes(block: Block) -> bytes:
-    """The bytes of the lines that start in the block."""
-    if block.end is None:
+def read_block(block: Block):
+    """The bytes of the lines that start in the block.
+
+    A plain file is memory-mapped and its range returned as a memoryview:
+    the parser reads the page cache in place, with no copy of the block (a
+    whole file whose lines end at lone CRs is read and translated instead).
+    A compressed file is decompressed whole, into bytes.
+    """
+    if compression_of(block.path):
         with pa.input_stream(block.path, compression=compression_of(block.path)) as s:
-            return s.read()
+            return cr_to_lf(s.read())
     with open(block.path, "rb") as f:
-        begin = max(block.start - 1, 0)
-        f.seek(begin)
-        buf = f.read(block.end - begin)
-        # finish the last line, unless the block ends right after a line break
-        if len(buf) == block.end - begin and not buf.endswith(b"\n"):
-            tail = []
-            while True:
-                piece = f.read(1 << 16)
-                if not piece:
-                    break
-                cut = piece.find(b"\n")
-                if cut >= 0:
-                    tail.append(piece[: cut + 1])
-                    break
-                tail.append(piece)
-            buf += b"".join(tail)
-    if block.start > 0:  # the line running into the block belongs to the previous one
-        cut = buf.find(b"\n")
-        buf = buf[cut + 1:] if cut >= 0 else b""
-    return buf
+        if block.whole:
+            head = f.read(1 << 16)
+            if b"\n" not in head:  # only a whole file may end its lines at lone CRs
+                return cr_to_lf(head + f.read())
+        end = f.seek(0, os.SEEK_END) if block.end is None else block.end
+        # the line running into the block belongs to the previous one; the
+        # block's last line runs on past its end, unless a break ends it there
+        lo = 0 if block.start == 0 else _line_start_after(f, block.start - 1)
+        hi = _line_start_after(f, end - 1) if end else 0
+        if hi <= lo:
+            return b""
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    return memoryview(mapped)[lo:hi]
 
 
-def count_lines(buf: bytes) -> int:
-    """Lines in ``buf``; a last line without a line break counts."""
-    return buf.count(b"\n") + (1 if buf and not buf.endswith(b"\n") else 0)
+def _line_start_after(f, pos: int) -> int:
+    """Where the line after the first line break at or after ``pos`` starts (the
+    end of the file when no break follows)."""
+    f.seek(pos)
+    while True:
+        piece = f.read(1 << 16)
+        if not piece:
+            return f.tell()
+        cut = piece.find(b"\n")
+        if cut >= 0:
+            return pos + cut + 1
+        pos += len(piece)
+
+
+def count_lines(buf) -> tuple[int, bool]:
+    """Lines in ``buf`` (a last line without a line break counts), and whether
+    it holds a carriage return outside a CRLF line end (pyarrow ends a line
+    there, the line-by-line path judges and names such a line instead)."""
+    breaks, lone_crs = line_ends(buf)
+    unended = len(buf) > 0 and buf[-1] not in (10, b"\n")
+    return breaks + unended, lone_crs > 0
 
 
 def _normalise_header(fields: list[str], schema: Schema) -> tuple[str, ...]:
@@ -132,14 +152,14 @@ def _normalise_header(fields: list[str], schema: Schema) -> tuple[str, ...]:
 
 def parse_block(block: Block, schema: Schema) -> Parsed:
     """Parse ``block`` (see the module docstring); runs on a worker."""
-    return parse_bytes(read_block_bytes(block), block, schema)
+    return parse_bytes(read_block(block), block, schema)
 
 
-def parse_bytes(raw: bytes, block: Block, schema: Schema) -> Parsed:
+def parse_bytes(raw, block: Block, schema: Schema) -> Parsed:
     """Parse the bytes of ``block`` (already read: a file's part, or a CSV page of a feed)."""
-    if block.whole:  # only a whole file may end its lines at lone CRs
+    if block.whole and isinstance(raw, bytes):  # only a whole file may end lines at lone CRs
         raw = cr_to_lf(raw)
-    lines = count_lines(raw)
+    lines, has_lone_cr = count_lines(raw)
     buf = memoryview(raw)  # slices below copy nothing
     offset = 0
     if block.first:
@@ -157,7 +177,7 @@ def parse_bytes(raw: bytes, block: Block, schema: Schema) -> Parsed:
     try:
         # pyarrow ends a line at a lone CR, the line-by-line path judges and
         # names such a line instead
-        if lone_cr(raw):
+        if has_lone_cr:
             raise _NeedsSlowPath
         out = _fast(buf, schema, block, lines - offset)
     except _NeedsSlowPath:
@@ -423,4 +443,4 @@ def _field_problems(rows: list[list[str]], schema: Schema, index: dict) -> dict:
     return problems
 
 
-__all__ = ["Block", "Parsed", "count_lines", "parse_block", "parse_bytes", "read_block_bytes"]
+__all__ = ["Block", "Parsed", "count_lines", "parse_block", "parse_bytes", "read_block"]

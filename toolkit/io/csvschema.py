@@ -141,21 +141,6 @@ def read_head(path, nbytes: int = HEAD_BYTES) -> bytes:
 BAD_CHAR = re.compile("[\x00-\x08\x0a-\x1f\x7f\udc80-\udcff]")
 
 
-def lone_cr(buf: bytes) -> bool:
-    """Whether ``buf`` holds a carriage return outside a CRLF line end.
-
-    pyarrow ends a line there, the line-by-line path does not (it judges and
-    names such a line), so a block with one takes the line-by-line path.
-    Text without any CR costs one memchr.
-
-    Examples
-    --------
-    >>> lone_cr(b"a,1\\r\\nb,2\\n"), lone_cr(b"a,2\\r.5\\n"), lone_cr(b"a,1\\n")
-    (False, True, False)
-    """
-    return b"\r" in buf and buf.count(b"\r") != buf.count(b"\r\n")
-
-
 def split_lines(buf: bytes) -> list[bytes]:
     """The lines of ``buf`` without their line ends.
 
@@ -501,5 +486,5 @@ def _time_kind(path, texts: list[str], time_format: str | None) -> tuple[str, st
                     "'epoch_ms'")
 
 
-__all__ = ["Schema", "compression_of", "cr_only", "cr_to_lf", "infer_schema", "lone_cr",
+__all__ = ["Schema", "compression_of", "cr_only", "cr_to_lf", "infer_schema",
            "read_fields", "read_head", "split_lines", "with_overrides"]

@@ -297,12 +297,12 @@ def samples_to_grid(blocks, summaries, report: LoadReport, *, freq=None, how: st
     if binned_in_blocks is None:
         binned_in_blocks = _partials_fit(summaries, names, grid_start, s_ns, n_bins)
     if binned_in_blocks:
-        assembled = _bin_in_blocks(blocks, devices, names, bounds, grid_start, s_ns, n_bins,
-                                   how, duplicates)
+        assembled, counts = _bin_in_blocks(blocks, devices, names, bounds, grid_start, s_ns,
+                                           n_bins, how, duplicates)
     else:
         assembled = _assemble_groups(blocks, devices, names, bounds, grid_start, s_ns, n_bins,
                                      how, duplicates)
-    counts = dask.compute(*[dask.delayed(_counts)(a) for a in assembled])
+        counts = dask.compute(*[dask.delayed(_counts)(a) for a in assembled])
     report.duplicates_merged = sum(c[0] for c in counts)
     report.samples_outside = sum(c[1] for c in counts)
     report.samples_binned = sum(c[2] for c in counts)
@@ -405,7 +405,8 @@ def _partials_fit(summaries, names, grid_start, s_ns, n_bins) -> bool:
 def _bin_in_blocks(blocks, devices, names, bounds, grid_start, s_ns, n_bins, how,
                    duplicates):
     """Partial bins in each block's own task, added up per device group; a group
-    whose series overlap in time between blocks is redone from the samples."""
+    whose series overlap in time between blocks is redone from the samples.
+    Returns the groups (persisted) and their counts (see :func:`_counts`)."""
     token = tokenize(tuple(b.key for b in blocks), s_ns, how, duplicates, grid_start, n_bins)
     metric_index = {m: i for i, m in enumerate(names)}
     partials = [dask.delayed(_bin_block, pure=True)(
@@ -415,14 +416,16 @@ def _bin_in_blocks(blocks, devices, names, bounds, grid_start, s_ns, n_bins, how
         [pc[k] for pc in partials], bounds[k + 1] - bounds[k], len(names), n_bins, how,
         dask_key_name=f"regularize-partials-{token}-{k}") for k in range(len(bounds) - 1)]
     combined = list(dask.persist(*combined))
-    overlapping = dask.compute(*[dask.delayed(_overlaps)(c) for c in combined])
-    redo = [k for k, flag in enumerate(overlapping) if flag]
+    # one round trip: each group's counts, or None where its blocks overlap
+    counts = list(dask.compute(*[dask.delayed(_counts)(c) for c in combined]))
+    redo = [k for k, c in enumerate(counts) if c is None]
     if redo:
         again = _assemble_groups(blocks, devices, names, bounds, grid_start, s_ns, n_bins,
                                  how, duplicates, groups=redo)
-        for k, a in zip(redo, again, strict=True):
-            combined[k] = a
-    return combined
+        again_counts = dask.compute(*[dask.delayed(_counts)(a) for a in again])
+        for k, a, c in zip(redo, again, again_counts, strict=True):
+            combined[k], counts[k] = a, c
+    return combined, counts
 
 
 def _bin_block(parsed: Samples, devices, metric_index, bounds, names, start, step, n_bins,
@@ -527,10 +530,6 @@ def _combine_partials(partials, n_dev, n_m, n_bins, how) -> dict:
             "outside": sum(p["outside"] for p in partials), "binned": int(count.sum())}
 
 
-def _overlaps(combined) -> bool:
-    return bool(combined.get("overlap"))
-
-
 def _nice_step(step_ns: int) -> pd.Timedelta:
     step = pd.Timedelta(int(step_ns), "ns")
     for nice in NICE_STEPS:
@@ -632,6 +631,10 @@ def _dedupe(s, t, v, n_series, policy, names, devices):
 
 
 def _counts(assembled):
+    """A group's duplicates merged, samples outside and binned (None: its
+    partials overlap, see :func:`_combine_partials`)."""
+    if assembled.get("overlap"):
+        return None
     return assembled["dups"], assembled["outside"], assembled["binned"]
 
 

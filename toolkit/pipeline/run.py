@@ -60,6 +60,44 @@ STATE_VERSION = 1
 TIME_CHUNK = 4096
 
 
+def on_stored_chunks(dc: int, stored: xr.Dataset, per_device: int, limits=()) -> int:
+    """The device chunk ``dc`` of the chain tasks, moved onto the source store's
+    own device chunks.
+
+    A task reads whole stored chunks, so a task whose devices cut a stored
+    chunk reads it again for every task that shares it: with 250 devices per
+    stored chunk and 72 per task, the scaling benchmark's workers read 3.5
+    times the store, and spent 40% of their time in the system copying and
+    mapping it. ``dc`` becomes a multiple of the stored chunk when it is at
+    least one. When it is smaller, a task takes one stored chunk whole if
+    that fits a quarter of the smallest of the workers' memory ``limits``
+    (``per_device`` bytes a device; no limit known: it fits), and ``dc``
+    stays as it is if not.
+
+    Examples
+    --------
+    >>> ds = xr.Dataset({"t": (("device", "time"), np.zeros((10, 4)))})
+    >>> ds.t.encoding["preferred_chunks"] = {"device": 4, "time": 4}
+    >>> on_stored_chunks(9, ds, 100), on_stored_chunks(3, ds, 100)
+    (8, 4)
+    >>> on_stored_chunks(3, ds, 100, limits=[1000])  # 4 x 100 > 1000 / 4
+    3
+    """
+    sizes = {stored[m].encoding.get("preferred_chunks", {}).get(DEVICE)
+             for m in stored.data_vars}
+    if len(sizes) != 1 or None in sizes:
+        return dc
+    (chunk,) = sizes
+    if chunk >= stored.sizes[DEVICE]:
+        return dc
+    if dc >= chunk:
+        return dc // chunk * chunk
+    known = [x for x in limits if x]
+    if known and chunk * per_device > min(known) / 4:
+        return dc
+    return chunk
+
+
 @dataclass
 class RunResult:
     """What a run did and wrote (paths inside the output folder)."""
@@ -306,8 +344,13 @@ class _Run:
         before, after = reach(steps)
         dc = self.device_chunk(len(devices), n, len(steps) + 2 * len(metrics))
         if src["type"] == "zarr":  # the task also holds its devices' samples as stored
-            raw = xr.open_zarr(src["path"]).sizes[TIME]
+            stored = xr.open_zarr(src["path"])[metrics]
+            raw = stored.sizes[TIME]
             dc = min(dc, self.device_chunk(len(devices), raw, len(metrics)))
+            limits = [w.get("memory_limit") for w in
+                      self.client.scheduler_info().get("workers", {}).values()]
+            dc = on_stored_chunks(dc, stored, 8 * (raw * len(metrics) + n * (
+                len(steps) + 2 * len(metrics))), limits)
         plan = Plan(tuple(steps), tuple(metrics), grid_start, int(self.step.value), 0, 0,
                     max(0, n - 1 - after), n)
         keep = max(0, plan.s - before)
