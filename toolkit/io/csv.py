@@ -43,7 +43,14 @@ from .csvschema import (
     read_head,
     with_overrides,
 )
-from .grid import InferredFrequencyWarning, LoadReport, check_grid_args, samples_to_grid
+from .grid import (
+    InferredFrequencyWarning,
+    LoadReport,
+    block_partial,
+    check_grid_args,
+    partial_summary,
+    samples_to_grid,
+)
 
 BLOCKSIZE = 64 * 2**20
 
@@ -88,7 +95,15 @@ def plan_blocks(files, schema, blocksize) -> list[Block]:
     return blocks
 
 
-def _parse_all(paths, *, blocksize, on_bad_rows, quarantine, schema_kwargs):
+def _parse_all(paths, *, blocksize, on_bad_rows, quarantine, schema_kwargs, bins=None):
+    """Parse every block on the workers; the report's rows part.
+
+    ``bins``, ``(step in ns, how, duplicates)``, also bins each block in the
+    task after its parse (:func:`~toolkit.io.grid.block_partial`), held beside
+    its samples. Returns the files, the schema, the parsed blocks, their
+    summaries, the report and the block partials (None without ``bins`` or
+    when the samples are parsed again later).
+    """
     if on_bad_rows not in ("raise", "quarantine"):
         raise ArgumentError(f"on_bad_rows must be 'raise' or 'quarantine', got "
                             f"on_bad_rows={on_bad_rows!r}")
@@ -101,10 +116,18 @@ def _parse_all(paths, *, blocksize, on_bad_rows, quarantine, schema_kwargs):
     parsed = [dask.delayed(parse_block, pure=True)(b, schema,
                                                     dask_key_name=f"read-csv-{token}-{i}")
               for i, b in enumerate(blocks)]
+    partials = None
     if _fits_in_memory(sum(os.path.getsize(f) for f in files)):
         # parse once: the arrays stay on the workers for the next step
         parsed = list(dask.persist(*parsed))
-        summaries = dask.compute(*[dask.delayed(Parsed.summary)(p) for p in parsed])
+        if bins is None:
+            summaries = dask.compute(*[dask.delayed(Parsed.summary)(p) for p in parsed])
+        else:
+            partials = list(dask.persist(*[dask.delayed(block_partial, pure=True)(
+                p, *bins, dask_key_name=f"bin-block-{tokenize(token, bins)}-{i}")
+                for i, p in enumerate(parsed)]))
+            summaries = dask.compute(*[dask.delayed(partial_summary)(p, b)
+                                       for p, b in zip(parsed, partials, strict=True)])
     else:
         # larger than the cluster can hold: keep only the summaries now, and
         # parse each block again, block by block, when it is regularised
@@ -141,7 +164,7 @@ def _parse_all(paths, *, blocksize, on_bad_rows, quarantine, schema_kwargs):
             writer.writerows([(p, n, fl or "", w, t) for p, n, t, fl, w in rejected])
         report.quarantine = str(out)
         report.first_rejections = [f"{p}:{n} {w}" for p, n, _, _, w in rejected[:5]]
-    return files, schema, parsed, summaries, report
+    return files, schema, parsed, summaries, report, partials
 
 
 def _parse_summary(block, schema) -> dict:
@@ -302,18 +325,20 @@ def read_csv(
     >>> np.array_equal(ds.temperature, fleet.temperature, equal_nan=True)
     True
     """
-    check_grid_args(freq, how, duplicates)  # before anything is read
+    step = check_grid_args(freq, how, duplicates)  # before anything is read
     schema_kwargs = dict(schema=schema, layout=layout, sep=sep, decimal=decimal, device=device,
                          time=time, time_format=time_format, timezone=timezone, metric=metric,
                          value=value, metrics=metrics, missing=missing, units=units,
                          ignore=ignore, device_pattern=device_pattern, encoding=encoding)
-    files, schema, parsed, summaries, report = _parse_all(
+    files, schema, parsed, summaries, report, partials = _parse_all(
         paths, blocksize=blocksize, on_bad_rows=on_bad_rows, quarantine=quarantine,
-        schema_kwargs=schema_kwargs)
+        schema_kwargs=schema_kwargs,
+        bins=None if step is None else (int(step.value), how, duplicates))
     return samples_to_grid(
         parsed, summaries, report, freq=freq, how=how, duplicates=duplicates, start=start,
         end=end, metrics=schema.metrics if schema.layout == "wide" else None,
-        units=schema.units, source=_source(files), loader="read_csv")
+        units=schema.units, source=_source(files), loader="read_csv",
+        block_partials=partials)
 
 
 def _source(files) -> str:
@@ -363,7 +388,7 @@ def read_csv_samples(paths, *, on_bad_rows: str = "raise", quarantine="quarantin
     """
     import dask.dataframe as dd
 
-    _, _, parsed, _, report = _parse_all(
+    _, _, parsed, _, report, _ = _parse_all(
         paths, blocksize=blocksize, on_bad_rows=on_bad_rows, quarantine=quarantine,
         schema_kwargs=schema)
     meta = _frame(Parsed.no_rows(None))

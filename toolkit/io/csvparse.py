@@ -258,25 +258,28 @@ def _fast(buf, schema: Schema, block: Block, lines: int) -> Parsed:
         raise _NeedsSlowPath from err
     n = table.num_rows
     times, failed = _times(table, schema)
-    time_null = np.zeros(n, bool)
-    for c in schema.time:
-        time_null |= table.column(c).is_null().to_numpy(zero_copy_only=False)
-    all_null = time_null.copy()
-    for c in schema.used:
-        if c not in schema.time:
-            all_null &= table.column(c).is_null().to_numpy(zero_copy_only=False)
-    keyless = time_null | failed
-    if schema.device:
-        keyless |= table.column(schema.device).is_null().to_numpy(zero_copy_only=False)
-    if schema.layout == "long":
-        keyless |= table.column(schema.metric).is_null().to_numpy(zero_copy_only=False)
-    if (keyless & ~all_null).any():
-        raise _NeedsSlowPath
-    keep = ~all_null
-    n_empty = int(all_null.sum())
-    if n_empty:
-        table = table.filter(pa.array(keep))
-        times = times[keep]
+    keys = list(schema.time) + [c for c in (schema.device, schema.metric if
+                                             schema.layout == "long" else None) if c]
+    n_empty = 0
+    # with no missing key in the block (the usual case) no row is empty or keyless
+    if any(table.column(c).null_count for c in keys) or failed.any():
+        time_null = np.zeros(n, bool)
+        for c in schema.time:
+            time_null |= table.column(c).is_null().to_numpy(zero_copy_only=False)
+        all_null = time_null.copy()
+        for c in schema.used:
+            if c not in schema.time:
+                all_null &= table.column(c).is_null().to_numpy(zero_copy_only=False)
+        keyless = time_null | failed
+        for c in keys[len(schema.time):]:
+            keyless |= table.column(c).is_null().to_numpy(zero_copy_only=False)
+        if (keyless & ~all_null).any():
+            raise _NeedsSlowPath
+        keep = ~all_null
+        n_empty = int(all_null.sum())
+        if n_empty:
+            table = table.filter(pa.array(keep))
+            times = times[keep]
     if schema.device:
         devices, codes = _dictionary(table.column(schema.device))
         _check_names(devices)
@@ -287,13 +290,15 @@ def _fast(buf, schema: Schema, block: Block, lines: int) -> Parsed:
         metrics, metric_codes = _dictionary(table.column(schema.metric))
         _check_names(metrics)
         metrics = list(metrics)
-        values = table.column(schema.value).to_numpy(zero_copy_only=False).astype(np.float64)
+        values = table.column(schema.value).to_numpy(zero_copy_only=False).astype(
+            np.float64, copy=False)
     else:
         metrics, metric_codes = list(schema.metrics), None
         values = np.empty((table.num_rows, len(metrics)))
         for k, m in enumerate(metrics):
             values[:, k] = table.column(m).to_numpy(zero_copy_only=False)
     if schema.missing:
+        values = np.array(values)  # writable (pyarrow's view may not be)
         values[np.isin(values, schema.missing)] = np.nan
     blank_lines = lines - n  # pyarrow skips blank lines
     return Parsed(devices, codes, times, metrics, metric_codes, values, block=block,

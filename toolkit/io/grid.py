@@ -232,7 +232,8 @@ def check_grid_args(freq, how: str, duplicates: str) -> pd.Timedelta | None:
 def samples_to_grid(blocks, summaries, report: LoadReport, *, freq=None, how: str = "mean",
                     duplicates: str = "mean", start=None, end=None, metrics=None,
                     units: dict | None = None, source: str, loader: str,
-                    binned_in_blocks: bool | None = None) -> xr.Dataset:
+                    binned_in_blocks: bool | None = None,
+                    block_partials: list | None = None) -> xr.Dataset:
     """Regularise the samples of every block onto one grid: the fleet Dataset.
 
     Two ways, one result (the same values, counts and load report):
@@ -273,6 +274,12 @@ def samples_to_grid(blocks, summaries, report: LoadReport, *, freq=None, how: st
     binned_in_blocks : bool, optional
         Force one way (True: partial bins, with the per-group fall-back;
         False: from the samples). Default: partial bins when they fit.
+    block_partials : list of dask.delayed.Delayed, optional
+        Each block's :func:`block_partial`, made by the loader in the task
+        after the parse (held on the workers), on the grid of ``freq``; the
+        summaries then come from :func:`partial_summary`. Only the groups'
+        slices of them move: the samples are not cut again. Used unless
+        ``binned_in_blocks`` is False or a block had no partial.
 
     Returns
     -------
@@ -294,11 +301,15 @@ def samples_to_grid(blocks, summaries, report: LoadReport, *, freq=None, how: st
     grid_start = (lo // s_ns) * s_ns
     n_bins = max(0, (hi - grid_start) // s_ns + 1)
     bounds = _device_groups(len(devices), n_bins, len(names), report.samples_valid)
+    if block_partials is not None and (binned_in_blocks is False or not all(
+            s.get("partial") for s in summaries)):
+        block_partials = None
     if binned_in_blocks is None:
-        binned_in_blocks = _partials_fit(summaries, names, grid_start, s_ns, n_bins)
+        binned_in_blocks = block_partials is not None or _partials_fit(
+            summaries, names, grid_start, s_ns, n_bins)
     if binned_in_blocks:
         assembled, counts = _bin_in_blocks(blocks, devices, names, bounds, grid_start, s_ns,
-                                           n_bins, how, duplicates)
+                                           n_bins, how, duplicates, block_partials)
     else:
         assembled = _assemble_groups(blocks, devices, names, bounds, grid_start, s_ns, n_bins,
                                      how, duplicates)
@@ -403,17 +414,26 @@ def _partials_fit(summaries, names, grid_start, s_ns, n_bins) -> bool:
 
 
 def _bin_in_blocks(blocks, devices, names, bounds, grid_start, s_ns, n_bins, how,
-                   duplicates):
+                   duplicates, block_partials=None):
     """Partial bins in each block's own task, added up per device group; a group
     whose series overlap in time between blocks is redone from the samples.
     Returns the groups (persisted) and their counts (see :func:`_counts`)."""
     token = tokenize(tuple(b.key for b in blocks), s_ns, how, duplicates, grid_start, n_bins)
     metric_index = {m: i for i, m in enumerate(names)}
-    partials = [dask.delayed(_bin_block, pure=True)(
-        b, devices, metric_index, bounds, names, grid_start, s_ns, n_bins, how, duplicates,
-        dask_key_name=f"bin-samples-{token}-{i}") for i, b in enumerate(blocks)]
+    if block_partials is None:
+        partials = [dask.delayed(_bin_block, pure=True)(
+            b, devices, metric_index, bounds, names, grid_start, s_ns, n_bins, how,
+            duplicates, dask_key_name=f"bin-samples-{token}-{i}")
+            for i, b in enumerate(blocks)]
+        pieces = [[pc[k] for pc in partials] for k in range(len(bounds) - 1)]
+    else:  # each group's rows of each block's partial, cut where the partial lies
+        token = tokenize(token, tuple(p.key for p in block_partials))
+        pieces = [[dask.delayed(_group_partial, pure=True)(
+            p, devices[bounds[k]:bounds[k + 1]], metric_index, grid_start // s_ns, n_bins,
+            dask_key_name=f"group-partial-{token}-{i}-{k}")
+            for i, p in enumerate(block_partials)] for k in range(len(bounds) - 1)]
     combined = [dask.delayed(_combine_partials, pure=True)(
-        [pc[k] for pc in partials], bounds[k + 1] - bounds[k], len(names), n_bins, how,
+        pieces[k], bounds[k + 1] - bounds[k], len(names), n_bins, how,
         dask_key_name=f"regularize-partials-{token}-{k}") for k in range(len(bounds) - 1)]
     combined = list(dask.persist(*combined))
     # one round trip: each group's counts, or None where its blocks overlap
@@ -458,6 +478,78 @@ def _partial(piece, n_dev, names, devices, start, step, n_bins, how, policy) -> 
                                  stats=("count", "sum") + _EXTRA_STATS[how])
     return {"rows": rows, "tmin": tmin, "tmax": tmax, "b0": b0, "binned": binned,
             "dups": dups, "outside": int(binned.outside.sum())}
+
+
+def block_partial(parsed: Samples, step: int, how: str, policy: str) -> dict | None:
+    """A block's partial bins on the grid of ``step`` ns (bins ``t // step``, as
+    every grid of that step is aligned), over the block's own series, made in
+    the task after its parse, before the fleet's devices are known.
+
+    Series are ``device rank * metrics + metric``, the devices sorted by name,
+    so the series of any range of devices are one slice of the rows
+    (:func:`_group_partial` cuts them). Duplicates within the block are merged
+    (or raised) by ``policy`` and counted per series. None when the bins would
+    be much larger than the samples (rows in no order): the load then bins
+    the samples per device group instead.
+    """
+    names = np.asarray(parsed.devices).astype(str)
+    order = np.argsort(names, kind="stable")
+    rank = np.empty(order.size, np.int32)
+    rank[order] = np.arange(order.size, dtype=np.int32)
+    devices, metrics = names[order], list(parsed.metrics)
+    n_m = max(len(metrics), 1)
+    s, t, v = _valid_samples([(rank[parsed.device_codes] if order.size else
+                               parsed.device_codes, parsed.metric_codes, parsed.times,
+                               parsed.values)], n_m)
+    before = np.bincount(s, minlength=max(devices.size * n_m, 1))
+    s, t, v, dups = _dedupe(s, t, v, devices.size * n_m, policy, metrics, devices)
+    present = before > 0
+    rows = np.flatnonzero(present)
+    local = (np.cumsum(present) - 1)[s]
+    b0 = int(t.min() // step) if t.size else 0
+    width = int(t.max() // step) + 1 - b0 if t.size else 0
+    if rows.size * width > 4 * t.size + 65_536:
+        return None
+    tmin, tmax = kernels.binning.time_range_per_series(local, t, max(rows.size, 1))
+    binned = kernels.bin_samples(t, v, local, start=b0 * step, step=step, n_bins=width,
+                                 n_series=max(rows.size, 1),
+                                 stats=("count", "sum") + _EXTRA_STATS[how])
+    merged = (before - np.bincount(s, minlength=before.size))[rows] if dups else None
+    return {"devices": devices, "metrics": metrics, "rows": rows, "tmin": tmin[:rows.size],
+            "tmax": tmax[:rows.size], "b0": b0, "binned": binned, "dups": merged}
+
+
+def partial_summary(parsed: Samples, partial: dict | None) -> dict:
+    """``parsed.summary()``, and whether its :func:`block_partial` was made."""
+    return parsed.summary() | {"partial": partial is not None}
+
+
+def _group_partial(p: dict, devices, metric_index: dict, grid_b0: int, n_bins: int) -> dict:
+    """The rows of a :func:`block_partial` that belong to one device group
+    (``devices``, sorted), as :func:`_partial` makes them: the group's series
+    numbers, and bins counted from the grid's start, cropped to the grid (what
+    falls outside is counted)."""
+    n_ml = max(len(p["metrics"]), 1)
+    d_lo = np.searchsorted(p["devices"], devices[0])
+    d_hi = np.searchsorted(p["devices"], devices[-1], side="right")
+    r_lo, r_hi = np.searchsorted(p["rows"], [d_lo * n_ml, d_hi * n_ml])
+    rows = p["rows"][r_lo:r_hi]
+    dev = np.searchsorted(devices, p["devices"][rows // n_ml])
+    met = np.array([metric_index[m] for m in p["metrics"]], np.int64)
+    series = dev * len(metric_index) + (met[rows % n_ml] if met.size else 0)
+    b = p["binned"]
+    start = p["b0"] - grid_b0
+    lo = min(max(-start, 0), b.count.shape[1])
+    hi = max(min(n_bins - start, b.count.shape[1]), lo)
+    count = b.count[r_lo:r_hi]
+    outside = int(count.sum() - count[:, lo:hi].sum())
+    fields = {f: getattr(b, f)[r_lo:r_hi, lo:hi] for f in
+              ("count", "sum", "min", "max", "first", "last", "first_time", "last_time")
+              if getattr(b, f) is not None}
+    return {"rows": series, "tmin": p["tmin"][r_lo:r_hi], "tmax": p["tmax"][r_lo:r_hi],
+            "b0": start + lo, "binned": b._replace(**fields),
+            "dups": 0 if p["dups"] is None else int(p["dups"][r_lo:r_hi].sum()),
+            "outside": outside}
 
 
 #: what each `how` needs besides count and sum
@@ -642,5 +734,5 @@ def _take(assembled, part, j):
     return assembled[part][j]
 
 
-__all__ = ["DUPLICATES", "InferredFrequencyWarning", "LoadReport", "Samples", "check_grid_args",
-           "samples_to_grid"]
+__all__ = ["DUPLICATES", "InferredFrequencyWarning", "LoadReport", "Samples", "block_partial",
+           "check_grid_args", "partial_summary", "samples_to_grid"]

@@ -97,7 +97,7 @@ def load(source: dict, names: list, out: Path, run: int, all_files: list) -> Loa
             raise
         except ValueError as err:
             raise LoadError(f"{sorted(all_files)[0]}: {err}") from None
-        files, schema, parsed, summaries, report = _parse_all(
+        files, schema, parsed, summaries, report, _ = _parse_all(
             names, blocksize=source.get("blocksize", 64 * 2**20),
             on_bad_rows=source.get("on_bad_rows", "raise"),
             quarantine=out / f"quarantine-run{run}.csv", schema_kwargs={"schema": schema})

@@ -299,9 +299,17 @@ def test_raw_samples_as_a_dask_dataframe(tmp_path):
 def test_loads_on_the_cluster_workers(client, tmp_path):
     path = tmp_path / "fleet.csv"
     write_csv(FLEET, path)
-    with warnings.catch_warnings():
+    from distributed import get_task_stream
+
+    with warnings.catch_warnings(), get_task_stream(client) as ts:
         warnings.simplefilter("error")  # freq is given: no warning at all
         ds = read_csv(path, freq="1min", blocksize=20_000)
+    # each block was binned in the task after its parse, and only the device
+    # groups' slices of those bins were added up (its samples were not cut)
+    ran = [str(t["key"]) for t in ts.data]
+    for name, present in (("bin-block-", True), ("group-partial-", True),
+                          ("bin-samples-", False)):
+        assert any(k.startswith(name) for k in ran) == present, name
     # the chunks are held by the workers, not computed on the client
     keys = {k for v in client.has_what().values() for k in v}
     # (the device groups' grids, binned in the parse blocks and added up there)

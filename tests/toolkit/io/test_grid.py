@@ -106,20 +106,31 @@ def _blocks(order: str, rng, n_blocks: int):
 @pytest.mark.parametrize("how", HOWS)
 def test_binning_in_the_blocks_equals_binning_the_samples(client, order, duplicates, how):
     """Partial bins per block, added up per device group, give the grid and the
-    load report of the sample path, for every how and duplicates policy; blocks
-    whose series overlap in time (shuffled rows) go through the sample path."""
+    load report of the sample path, for every how and duplicates policy, made
+    after the fleet's devices are known or in the task after each block's
+    parse (a CSV load with freq=); blocks whose series overlap in time
+    (shuffled rows) go through the sample path."""
+    import dask
     from distributed import get_task_stream
 
-    from toolkit.io.grid import samples_to_grid
+    from toolkit.io.grid import block_partial, partial_summary, samples_to_grid
 
     results, ran = {}, {}
-    for way in (True, False):
+    for way in (True, False, "parse"):
         blocks, summaries = _blocks(order, rng=np.random.default_rng(7), n_blocks=6)
+        partials = None
+        if way == "parse":
+            partials = list(dask.persist(*[dask.delayed(block_partial)(
+                b, 300 * 10**9, how, duplicates) for b in blocks]))
+            summaries = dask.compute(*[dask.delayed(partial_summary)(b, p)
+                                       for b, p in zip(blocks, partials, strict=True)])
         report = LoadReport.of_samples(summaries)
         with get_task_stream(client) as ts:
             ds = samples_to_grid(blocks, summaries, report, freq="5min", how=how,
                                  duplicates=duplicates, start="2023-11-14T22:20:00",
-                                 source="test", loader="test", binned_in_blocks=way)
+                                 source="test", loader="test",
+                                 binned_in_blocks=None if way == "parse" else way,
+                                 block_partials=partials)
             results[way] = (ds.load(), report)
         ran[way] = {str(t["key"]).split("-")[0] + "-" + str(t["key"]).split("-")[1]
                     for t in ts.data}
@@ -127,12 +138,16 @@ def test_binning_in_the_blocks_equals_binning_the_samples(client, order, duplica
     # for the groups of shuffled ones
     assert "regularize-partials" in ran[True] and "regularize-samples" in ran[False]
     assert ("regularize-samples" in ran[True]) == (order == "shuffled")
-    (a, ra), (b, rb) = results[True], results[False]
-    for name in b.data_vars:
-        np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-13,
-                                   equal_nan=True, err_msg=name)
-    assert (ra.duplicates_merged, ra.samples_outside, ra.samples_binned) == \
-        (rb.duplicates_merged, rb.samples_outside, rb.samples_binned)
+    assert "group-partial" in ran["parse"] and "bin-samples" not in ran["parse"]
+    assert ("regularize-samples" in ran["parse"]) == (order == "shuffled")
+    b, rb = results[False]
+    for way in (True, "parse"):
+        a, ra = results[way]
+        for name in b.data_vars:
+            np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-13,
+                                       equal_nan=True, err_msg=f"{way}: {name}")
+        assert (ra.duplicates_merged, ra.samples_outside, ra.samples_binned) == \
+            (rb.duplicates_merged, rb.samples_outside, rb.samples_binned)
     assert rb.duplicates_merged > 0 and rb.samples_outside > 0
 
 
