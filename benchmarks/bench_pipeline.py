@@ -31,7 +31,7 @@ import xarray as xr
 from distributed import Client, LocalCluster, get_task_stream, wait
 
 import toolkit
-from toolkit.cluster import worker_environ
+from toolkit.cluster import starting_workers
 from toolkit.model import metric_names
 
 GiB = 2**30
@@ -150,9 +150,8 @@ def run_pipeline(client, store, out, threads, memory=True):
 
 def cluster(n_workers, threads, memory_limit="4GiB"):
     """A local cluster of processes whose workers start with the environment
-    :func:`toolkit.connect` gives them (:func:`toolkit.cluster.worker_environ`)."""
-    environ = worker_environ(memory_limit, threads)
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+    :func:`toolkit.connect` gives them (:func:`toolkit.cluster.starting_workers`)."""
+    with starting_workers(memory_limit, threads):
         return LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True,
                             memory_limit=memory_limit, dashboard_address=None,
                             host="127.0.0.1")

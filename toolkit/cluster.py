@@ -6,6 +6,7 @@ on the current client. Only :func:`connect` starts one, when asked.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -94,8 +95,6 @@ def connect(address: str | None = None, *, timeout: float = 10, **cluster_kwargs
         "threads_per_worker": 1,
     }
     options.update(cluster_kwargs)
-    environ = worker_environ(options.get("memory_limit", "auto"),
-                             options["threads_per_worker"])
     # A Client given cluster options starts the LocalCluster itself and owns
     # it, so closing the client also shuts the cluster and its workers down.
     # Ctrl-C in a terminal signals the whole process group. Worker processes
@@ -104,16 +103,37 @@ def connect(address: str | None = None, *, timeout: float = 10, **cluster_kwargs
     # while the interrupted program closes the cluster in order instead of
     # each dying with a traceback.
     with sigint_handler(signal.SIG_IGN), \
-            dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            starting_workers(options.get("memory_limit", "auto"),
+                             options["threads_per_worker"]):
         return Client(timeout=timeout, **options)
+
+
+@contextlib.contextmanager
+def starting_workers(memory_limit="auto", threads_per_worker: int = 1):
+    """Within this block, local workers start with :func:`worker_environ`'s
+    environment (for a :class:`distributed.LocalCluster` made by hand).
+
+    Examples
+    --------
+    >>> from distributed import LocalCluster
+    >>> with starting_workers("4GiB"):                        # doctest: +SKIP
+    ...     cluster = LocalCluster(n_workers=2, memory_limit="4GiB")
+    """
+    environ = worker_environ(memory_limit, threads_per_worker)
+    # a nanny prefers this process's environment to the configuration, and
+    # writes the values it starts workers with into it: an earlier cluster's
+    # would win over this one's
+    os.environ.update({k: str(v) for k, v in environ.items() if k in _HEAP_KEYS})
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        yield
 
 
 #: distributed's own default, which :func:`worker_environ` replaces
 _DASK_TRIM = 65536
 #: heap settings in this process's environment when the toolkit was imported
 #: (a nanny writes its own into the environment of the process that starts it)
-_USER_HEAP = {k: os.environ[k] for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
-              if k in os.environ}
+_HEAP_KEYS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
+_USER_HEAP = {k: os.environ[k] for k in _HEAP_KEYS if k in os.environ}
 
 
 def worker_environ(memory_limit="auto", threads_per_worker: int = 1) -> dict:
@@ -129,7 +149,7 @@ def worker_environ(memory_limit="auto", threads_per_worker: int = 1) -> dict:
     ``docs/chunk-exact.md``). Arrays up to ``MALLOC_MMAP_THRESHOLD_`` come from the
     reused heap, and up to ``MALLOC_TRIM_THRESHOLD_`` of freed memory is kept
     for the next task: at most 32 MiB and 256 MiB, and never more than a
-    32th and an 8th of the worker's memory limit, so a worker with a small
+    32nd and a 16th of the worker's memory limit, so a worker with a small
     limit keeps little memory it does not use. Values in the Dask
     configuration (``distributed.nanny.pre-spawn-environ``) other than
     distributed's default, or in this process's environment when the toolkit
@@ -151,13 +171,13 @@ def worker_environ(memory_limit="auto", threads_per_worker: int = 1) -> dict:
     --------
     >>> env = worker_environ("1GiB")
     >>> env["MALLOC_TRIM_THRESHOLD_"], env["MALLOC_MMAP_THRESHOLD_"]
-    (134217728, 33554432)
+    (67108864, 33554432)
     """
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
     limit = parse_memory_limit(memory_limit, threads_per_worker,
                                logger=logging.getLogger(__name__))
     limit = limit or 8 * 2**30  # no limit: as for a worker of 8 GiB
-    ours = {"MALLOC_TRIM_THRESHOLD_": min(256 * 2**20, limit // 8),
+    ours = {"MALLOC_TRIM_THRESHOLD_": min(256 * 2**20, limit // 16),
             "MALLOC_MMAP_THRESHOLD_": min(32 * 2**20, limit // 32)}
     for key, value in ours.items():
         if key in _USER_HEAP and int(_USER_HEAP[key]) != _DASK_TRIM:
@@ -168,4 +188,4 @@ def worker_environ(memory_limit="auto", threads_per_worker: int = 1) -> dict:
     return environ
 
 
-__all__ = ["connect", "worker_environ"]
+__all__ = ["connect", "starting_workers", "worker_environ"]

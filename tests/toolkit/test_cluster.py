@@ -133,7 +133,7 @@ def test_worker_environ_keeps_what_the_user_chose(monkeypatch):
 
     small = worker_environ("512MiB")
     assert (small["MALLOC_MMAP_THRESHOLD_"], small["MALLOC_TRIM_THRESHOLD_"]) == \
-        (16 * 2**20, 64 * 2**20)  # a 32th and an 8th of a small limit
+        (16 * 2**20, 32 * 2**20)  # a 32nd and a 16th of a small limit
     with dask.config.set({"distributed.nanny.pre-spawn-environ": {
             "MALLOC_TRIM_THRESHOLD_": 1, "OMP_NUM_THREADS": 1}}):
         env = worker_environ("8GiB")

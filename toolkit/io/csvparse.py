@@ -152,7 +152,17 @@ def _normalise_header(fields: list[str], schema: Schema) -> tuple[str, ...]:
 
 def parse_block(block: Block, schema: Schema) -> Parsed:
     """Parse ``block`` (see the module docstring); runs on a worker."""
-    return parse_bytes(read_block(block), block, schema)
+    raw = read_block(block)
+    try:
+        return parse_bytes(raw, block, schema)
+    finally:
+        if isinstance(raw, memoryview):  # unmap now: mapped pages count in the RSS
+            mapped = raw.obj
+            try:
+                raw.release()
+                mapped.close()
+            except BufferError:  # still viewed somewhere: unmapped when collected
+                pass
 
 
 def parse_bytes(raw, block: Block, schema: Schema) -> Parsed:
