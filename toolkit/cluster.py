@@ -130,9 +130,10 @@ def starting_workers(memory_limit="auto", threads_per_worker: int = 1):
 
 #: distributed's own default, which :func:`worker_environ` replaces
 _DASK_TRIM = 65536
-#: heap settings in this process's environment when the toolkit was imported
-#: (a nanny writes its own into the environment of the process that starts it)
+#: the heap settings :func:`worker_environ` chooses
 _HEAP_KEYS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
+#: those in this process's environment when the toolkit was imported (a nanny
+#: writes its own into the environment of the process that starts it)
 _USER_HEAP = {k: os.environ[k] for k in _HEAP_KEYS if k in os.environ}
 
 

@@ -97,18 +97,18 @@ def read_block(block: Block):
     """The bytes of the lines that start in the block.
 
     A plain file is memory-mapped and its range returned as a memoryview:
-    the parser reads the page cache in place, with no copy of the block (a
-    whole file whose lines end at lone CRs is read and translated instead).
-    A compressed file is decompressed whole, into bytes.
+    the parser reads the page cache in place, with no copy of the block. A
+    compressed file, and a whole file that may end its lines at lone CRs (no
+    LF in its head), are read into bytes, which :func:`parse_bytes` translates.
     """
     if compression_of(block.path):
         with pa.input_stream(block.path, compression=compression_of(block.path)) as s:
-            return cr_to_lf(s.read())
+            return s.read()
     with open(block.path, "rb") as f:
         if block.whole:
             head = f.read(1 << 16)
-            if b"\n" not in head:  # only a whole file may end its lines at lone CRs
-                return cr_to_lf(head + f.read())
+            if b"\n" not in head:
+                return head + f.read()
         end = f.seek(0, os.SEEK_END) if block.end is None else block.end
         # the line running into the block belongs to the previous one; the
         # block's last line runs on past its end, unless a break ends it there
@@ -139,7 +139,7 @@ def count_lines(buf) -> tuple[int, bool]:
     it holds a carriage return outside a CRLF line end (pyarrow ends a line
     there, the line-by-line path judges and names such a line instead)."""
     breaks, lone_crs = line_ends(buf)
-    unended = len(buf) > 0 and buf[-1] not in (10, b"\n")
+    unended = len(buf) > 0 and buf[-1] != 10  # an int for bytes and memoryviews
     return breaks + unended, lone_crs > 0
 
 

@@ -408,9 +408,14 @@ def _partials_fit(summaries, names, grid_start, s_ns, n_bins) -> bool:
         b0 = min(max((sm["tmin"] - grid_start) // s_ns, 0), n_bins)
         b1 = min(max((sm["tmax"] - grid_start) // s_ns + 1, 0), n_bins)
         cells = len(sm["devices"]) * len(sm["metrics"] or names) * max(b1 - b0, 0)
-        if cells > 4 * sm["valid"] + 65_536:
+        if not _cells_fit(cells, sm["valid"]):
             return False
     return True
+
+
+def _cells_fit(cells: int, samples: int) -> bool:
+    """Whether partial bins of ``cells`` stay within a few times ``samples``."""
+    return cells <= 4 * samples + 65_536
 
 
 def _bin_in_blocks(blocks, devices, names, bounds, grid_start, s_ns, n_bins, how,
@@ -508,7 +513,7 @@ def block_partial(parsed: Samples, step: int, how: str, policy: str) -> dict | N
     local = (np.cumsum(present) - 1)[s]
     b0 = int(t.min() // step) if t.size else 0
     width = int(t.max() // step) + 1 - b0 if t.size else 0
-    if rows.size * width > 4 * t.size + 65_536:
+    if not _cells_fit(rows.size * width, t.size):
         return None
     tmin, tmax = kernels.binning.time_range_per_series(local, t, max(rows.size, 1))
     binned = kernels.bin_samples(t, v, local, start=b0 * step, step=step, n_bins=width,
