@@ -328,12 +328,14 @@ class _Run:
                       f"(from {src['path']})")
         else:
             names = list(inputs)
-            loaded = sources.load(src, names, self.out, run_no, names)
+            loaded = sources.load(src, names, self.out, run_no, names, bins=(
+                int(self.step.value), grid_cfg["how"], grid_cfg["duplicates"]))
             grid = samples_to_grid(loaded.blocks, loaded.summaries, loaded.report,
                                    freq=grid_cfg["freq"], how=grid_cfg["how"],
                                    duplicates=grid_cfg["duplicates"], metrics=loaded.metrics,
                                    units=loaded.units, source=loaded.source,
-                                   loader="pipeline")
+                                   loader="pipeline",
+                                   block_partials=loaded.extra.get("partials"))
             report, blocks = loaded.report, loaded.blocks
             self.echo(str(report))
         metrics = [str(m) for m in grid.data_vars if not str(m).endswith("_count")]

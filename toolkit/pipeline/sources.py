@@ -86,8 +86,11 @@ def changes(kind: str, before: dict, now: dict) -> str | None:
     return None
 
 
-def load(source: dict, names: list, out: Path, run: int, all_files: list) -> Loaded:
-    """The samples of the inputs ``names`` as blocks on the workers."""
+def load(source: dict, names: list, out: Path, run: int, all_files: list,
+         bins: tuple | None = None) -> Loaded:
+    """The samples of the inputs ``names`` as blocks on the workers; with ``bins``
+    (``(step in ns, how, duplicates)``), a CSV source also bins each block in the
+    task after its parse (``extra["partials"]``, see :func:`toolkit.read_csv`)."""
     kind = source["type"]
     if kind == "csv":
         kwargs = {k: source[k] for k in CSV_SCHEMA_KEYS if k in source}
@@ -97,13 +100,15 @@ def load(source: dict, names: list, out: Path, run: int, all_files: list) -> Loa
             raise
         except ValueError as err:
             raise LoadError(f"{sorted(all_files)[0]}: {err}") from None
-        files, schema, parsed, summaries, report, _ = _parse_all(
+        files, schema, parsed, summaries, report, partials = _parse_all(
             names, blocksize=source.get("blocksize", 64 * 2**20),
             on_bad_rows=source.get("on_bad_rows", "raise"),
-            quarantine=out / f"quarantine-run{run}.csv", schema_kwargs={"schema": schema})
+            quarantine=out / f"quarantine-run{run}.csv", schema_kwargs={"schema": schema},
+            bins=bins)
         src = files[0] if len(files) == 1 else f"{files[0]} and {len(files) - 1} more files"
         return Loaded(list(parsed), list(summaries), report, dict(schema.units or {}),
-                      schema.metrics if schema.layout == "wide" else None, src)
+                      schema.metrics if schema.layout == "wide" else None, src,
+                      extra={"partials": partials})
     path = samples_path(source, out)
     store = SampleStore(path)
     cp = store.checkpoint
