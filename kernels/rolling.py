@@ -282,11 +282,11 @@ def _redo_block(x, xb, xl, ob, start, window, k, state, inv, inv_res, inv_dof):
 
 
 def _make_fast_moments(stat):
-    # The loop for the common case: a series without infinities. It is lean
-    # because everything the careful loop (_make_moments) tracks per sample
-    # is either cheap here or caught afterwards:
+    # The loop for the sum and the mean of a series without infinities. It
+    # is lean because everything the careful loop (_make_moments) tracks per
+    # sample is either cheap here or caught afterwards:
     # - Each block of the series is walked twice. The first pass forms every
-    #   sample's increments of the sums (entering minus leaving, NaN as 0)
+    #   sample's increments of the sum (entering minus leaving, NaN as 0)
     #   with no carried state, so the compiler runs it on vector registers;
     #   the second carries the sums and writes the results. The second pass
     #   then does only what depends on the samples before.
@@ -297,60 +297,45 @@ def _make_fast_moments(stat):
     #   land there too).
     # - Whether the window is constant comes from `run`, the valid samples
     #   since the newest change of value: when they are at least the
-    #   window's valid samples, every valid sample in it is equal.
-    # - Too few samples give NaN through tables by count (1/n, 1/(n-ddof)
-    #   and 1 are NaN below the fewest a result needs), so the results are
-    #   selected, not branched to.
-    # - The sums are rebuilt around a fresh k every `every` samples. A
-    #   window with a result whose variance would lose digits to
-    #   cancellation makes the second pass's `worst` negative; the block is
-    #   then redone sample by sample from the state before it
-    #   (_redo_block), recentring the sums wherever that happens.
+    #   window's valid samples, every valid sample in it is equal, and the
+    #   result is that value exactly.
+    # - Too few samples give NaN through tables by count (1/n and 1 are NaN
+    #   below min_count), so the results are selected, not branched to.
+    # - The sums are rebuilt around a fresh k every `every` samples.
     # - The samples leaving the first window come from a slice of NaN
     #   (block_of), so one loop body serves and slices index from 0.
-    moments = stat != _SUM and stat != _MEAN
-
     @njit(**JIT_OPTIONS)
     def _fast_moments(a, window, min_count, ddof, out, bad):
         n_time = a.shape[1]
         every = max(window, _REBUILD_EVERY)
-        need = max(min_count, ddof + 1)
         pad = np.empty(window, dtype=a.dtype)
         pad[:] = np.nan
-        # tables by count: a multiplication instead of a division per sample
-        # (divisions and square roots share one slow unit), NaN below `need`
-        inv = np.empty(window + 1)  # 1/n: the centring of the squared sums
-        inv_res = np.empty(window + 1)  # 1/n where a result is due
+        # tables by count: a multiplication instead of a division per sample,
+        # NaN below min_count
+        inv_res = np.empty(window + 1)
         one = np.empty(window + 1)
         count = np.empty(window + 1)
-        inv_dof = np.empty(window + 1)
         for c in range(window + 1):
-            due = c >= need
-            inv[c] = 1.0 / c if c > 0 else np.nan
+            due = c >= min_count
             inv_res[c] = 1.0 / c if due else np.nan
             one[c] = 1.0 if due else np.nan
             count[c] = c if due else np.nan
-            inv_dof[c] = 1.0 / (c - ddof) if due else np.nan
         inc = np.empty(every)  # increments of s1 (entering minus leaving)
         dcount = np.empty(every, dtype=np.int64)
-        inc2 = np.empty(every if moments else 1)  # of s2
-        sq = np.empty(every if moments else 1)  # squared deviations entering
         for r in range(a.shape[0]):
             x = a[r]
             o = out[r]
             k = first_finite(x)
             n = 0
             s1 = 0.0
-            s2 = 0.0
             last_valid = k  # the first finite value
             run = 0
-            largest = 0.0  # the largest squared deviation added since the last rebuild
             start = 0
             while start < n_time:
-                if s1 - s1 != 0.0 or s2 - s2 != 0.0:
+                if s1 - s1 != 0.0:
                     break  # an infinity: the careful loop takes over
                 if start >= window and n > 0:
-                    k, s1, s2, largest = _recentre(x, start - 1, window, n, k, s1, s2)
+                    k, s1, _, _ = _recentre(x, start - 1, window, n, k, s1, 0.0)
                 stop, xl = block_of(x, pad, start, window, every)
                 xb = x[start:stop]
                 ob = o[start:stop]
@@ -363,13 +348,7 @@ def _make_fast_moments(stat):
                     e = u - k if u == u else 0.0
                     inc[j] = d - e
                     dcount[j] = np.int64(v == v) - np.int64(u == u)
-                    if moments:
-                        dd = d * d
-                        sq[j] = dd
-                        inc2[j] = dd - e * e
                 # second pass: the sums and the results
-                before = (n, s1, s2, run, last_valid, largest)
-                worst = np.inf
                 for j in range(m):
                     v = xb[j]
                     n += dcount[j]
@@ -381,33 +360,151 @@ def _make_fast_moments(stat):
                     constant = run >= n
                     if stat == _MEAN:
                         ob[j] = last_valid * one[n] if constant else k + s1 * inv_res[n]
-                    elif stat == _SUM:
-                        ob[j] = last_valid * count[n] if constant else k * count[n] + s1
                     else:
-                        s2 += inc2[j]
-                        largest = sq[j] if sq[j] > largest else largest
-                        centred = s2 - s1 * s1 * inv[n]
-                        var = max(centred, 0.0) * inv_dof[n]
-                        ob[j] = 0.0 * one[n] if constant else var
-                        # the sums hold rounding of the order eps * n * `largest`
-                        # (every deviation added or removed since the last
-                        # rebuild was at most that); a window with a result
-                        # needs it far below its centred sum
-                        gap = _CANCELLATION * centred * inv_res[n] - largest
-                        worst = gap if (gap < worst) & (not constant) else worst
-                if moments and worst < 0.0:
-                    n, s1, s2, run, last_valid, largest, k = _redo_block(
-                        x, xb, xl, ob, start, window, k, before, inv, inv_res, inv_dof)
-                if stat == _STD:
-                    for j in range(m):
-                        ob[j] = np.sqrt(ob[j])
+                        ob[j] = last_valid * count[n] if constant else k * count[n] + s1
                 start = stop
-            bad[r] = s1 - s1 != 0.0 or s2 - s2 != 0.0
+            bad[r] = s1 - s1 != 0.0
 
     return _fast_moments
 
 
-_FAST_MOMENTS = {stat: _make_fast_moments(stat) for stat in (_SUM, _MEAN, _VAR, _STD)}
+@njit(**JIT_OPTIONS)
+def _run_before(x, start, window, k):
+    """The careful loop's run of equal valid samples before ``start``: its
+    length (counted back at most ``window`` samples, which is all a window
+    ahead can hold) and its value (``k`` when there is none in reach)."""
+    lo = max(start - window, 0)
+    last_valid = k
+    run = 0
+    j = start - 1
+    while j >= lo:
+        if x[j] == x[j]:
+            last_valid = x[j]
+            break
+        j -= 1
+    while j >= lo:
+        v = x[j]
+        if v == v:
+            if v != last_valid:
+                break
+            run += 1
+        j -= 1
+    return run, last_valid
+
+
+def _make_fast_spread(is_std):
+    # The loop for the variance and the standard deviation of a series
+    # without infinities. Each block is walked three times:
+    # - first, every sample's increments of the shifted sums (entering minus
+    #   leaving, NaN as 0) and its squared deviation, with no carried state,
+    #   so the compiler runs it on vector registers;
+    # - second, the carried sums (the only serial work), each window's
+    #   variance from its count table, and the ratio its cancellation check
+    #   needs;
+    # - third, the check and the square root, on vector registers again.
+    # The check asks that the window's centred sum lie far above the
+    # rounding the sums may hold, eps * n * the largest squared deviation
+    # added since the last rebuild (here the block's largest, which only
+    # asks for more checks). A window of equal values has a centred sum of
+    # rounding only, so it fails the check too: a block with a failing
+    # window is redone sample by sample from the state before it
+    # (_redo_block), which recentres the sums where the variance would lose
+    # digits and gives exactly 0 where the window is constant. Series whose
+    # sums went non-finite (an infinity, an overflow) are marked in `bad`
+    # for the careful loop, as in _make_fast_moments.
+    @njit(**JIT_OPTIONS)
+    def _fast_spread(a, window, min_count, ddof, out, bad):
+        n_time = a.shape[1]
+        every = max(window, _REBUILD_EVERY)
+        need = max(min_count, ddof + 1)
+        pad = np.empty(window, dtype=a.dtype)
+        pad[:] = np.nan
+        # tables by count, NaN below `need`: for the second pass, the
+        # variance and the check's ratio from n * the centred sum; for the
+        # redo, 1/n and 1/(n - ddof)
+        to_var = np.empty(window + 1)
+        to_ratio = np.empty(window + 1)
+        inv = np.empty(window + 1)
+        inv_res = np.empty(window + 1)
+        inv_dof = np.empty(window + 1)
+        for c in range(window + 1):
+            due = c >= need
+            to_var[c] = 1.0 / (c * (c - ddof)) if due else np.nan
+            to_ratio[c] = 1.0 / (c * c) if due else np.nan
+            inv[c] = 1.0 / c if c > 0 else np.nan
+            inv_res[c] = 1.0 / c if due else np.nan
+            inv_dof[c] = 1.0 / (c - ddof) if due else np.nan
+        inc = np.empty(every)  # increments of s1, then each window's variance
+        inc2 = np.empty(every)  # increments of s2, then each window's ratio
+        dcount = np.empty(every, dtype=np.int64)
+        sq = np.empty(every)  # squared deviations entering
+        for r in range(a.shape[0]):
+            x = a[r]
+            o = out[r]
+            k = first_finite(x)
+            n = 0
+            nf = 0.0  # n as a float, carried beside it (no conversion per sample)
+            s1 = 0.0
+            s2 = 0.0
+            largest = 0.0  # the largest squared deviation added since the last rebuild
+            start = 0
+            while start < n_time:
+                if s1 - s1 != 0.0 or s2 - s2 != 0.0:
+                    break  # an infinity: the careful loop takes over
+                if start >= window and n > 0:
+                    k, s1, s2, largest = _recentre(x, start - 1, window, n, k, s1, s2)
+                stop, xl = block_of(x, pad, start, window, every)
+                xb = x[start:stop]
+                ob = o[start:stop]
+                m = stop - start
+                before = (n, s1, s2, largest)
+                for j in range(m):
+                    v = xb[j]
+                    u = xl[j]
+                    d = v - k if v == v else 0.0
+                    e = u - k if u == u else 0.0
+                    dd = d * d
+                    sq[j] = dd
+                    inc[j] = d - e
+                    inc2[j] = dd - e * e
+                    dcount[j] = np.int64(v == v) - np.int64(u == u)
+                for j in range(m):
+                    largest = sq[j] if sq[j] > largest else largest
+                    c = dcount[j]
+                    n += c
+                    nf += c
+                    s1 += inc[j]
+                    s2 += inc2[j]
+                    centred_n = s2 * nf - s1 * s1  # n times the centred sum
+                    inc[j] = centred_n * to_var[n]
+                    inc2[j] = centred_n * to_ratio[n]
+                # (centred / n) * C < largest, multiplied out; NaN (no
+                # result due) never fails
+                limit = largest * (1.0 / _CANCELLATION)
+                fails = False
+                for j in range(m):
+                    fails |= inc2[j] < limit
+                    var = inc[j]
+                    var = 0.0 if var < 0.0 else var  # rounding below 0; NaN stays
+                    ob[j] = np.sqrt(var) if is_std else var
+                if fails:
+                    run, last_valid = _run_before(x, start, window, k)
+                    n0, s10, s20, largest0 = before
+                    n, s1, s2, _, _, largest, k = _redo_block(
+                        x, xb, xl, ob, start, window, k,
+                        (n0, s10, s20, run, last_valid, largest0), inv, inv_res, inv_dof)
+                    nf = float(n)
+                    if is_std:
+                        for j in range(m):
+                            ob[j] = np.sqrt(ob[j])
+                start = stop
+            bad[r] = s1 - s1 != 0.0 or s2 - s2 != 0.0
+
+    return _fast_spread
+
+
+_FAST_MOMENTS = {_SUM: _make_fast_moments(_SUM), _MEAN: _make_fast_moments(_MEAN),
+                 _VAR: _make_fast_spread(False), _STD: _make_fast_spread(True)}
 
 
 @njit(inline="always")

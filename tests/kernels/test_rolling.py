@@ -228,3 +228,32 @@ def test_zscore_keeps_small_deviations_near_a_large_offset():
     a, v = 999999.98821436, 999999.989184
     x = np.array([1e6] * 20 + [a] + [v] * 9)
     assert kernels.move_zscore(x, 9, 2)[-1] == pytest.approx(1 / 3, rel=1e-12)
+
+
+@pytest.mark.parametrize("stat", ["var", "std"])
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), window=st.integers(2, 90),
+       offset=st.sampled_from([0.0, 101325.0]), nan_share=st.sampled_from([0.0, 0.1, 0.5]))
+def test_constant_windows_are_exactly_zero_across_blocks(stat, seed, window, offset, nan_share):
+    # Long series of stuck stretches, short and long, with NaN inside: the
+    # lean loop works in blocks of about a thousand samples and hands the
+    # blocks with a constant window to a redo that must find the run of
+    # equal samples begun in an earlier block. Every window whose valid
+    # samples are all equal gives exactly 0; every other window with a
+    # result gives more than 0 and agrees with the plain loop.
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 3 * window + 2, size=4000)
+    values = offset + np.round(rng.standard_normal(lengths.size), 1)
+    x = np.repeat(values, lengths)[:3500]
+    x[rng.random(x.size) < nan_share] = np.nan
+    got = STATS[stat][0](x, window, 2)
+    expected = slow_moving(x, window, 2, stat)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    windows = np.lib.stride_tricks.sliding_window_view(
+        np.concatenate([np.full(window - 1, np.nan), x]), window)
+    with np.errstate(invalid="ignore"):
+        constant = np.nanmax(windows, axis=1) == np.nanmin(windows, axis=1)
+    due = ~np.isnan(expected)
+    assert (got[due & constant] == 0.0).all()
+    assert (got[due & ~constant] > 0.0).all()
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
