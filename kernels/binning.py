@@ -408,6 +408,48 @@ def time_range_per_series(series, times, n_series: int) -> tuple[np.ndarray, np.
     return lo, hi
 
 
+@njit(**JIT_OPTIONS)
+def _add_rows(first, second, b0, count, total, out_count, out_total):
+    width = count.shape[1]
+    for i in range(count.shape[0]):
+        oc = out_count[first[i], second[i], b0:b0 + width]
+        ot = out_total[first[i], second[i], b0:b0 + width]
+        c = count[i]
+        t = total[i]
+        for j in range(width):
+            oc[j] += c[j]
+            ot[j] += t[j]
+
+
+def add_rows(first, second, b0: int, count, total, out_count, out_total) -> None:
+    """Add a partial's counts and sums into (first, second, bin) tables, in place.
+
+    Row ``i`` of ``count`` and ``total`` (rows x bins, any memory order)
+    goes to ``out[first[i], second[i], b0:b0 + bins]``: a device group's
+    partials added up straight into its (metric, device, time) grid.
+
+    Examples
+    --------
+    >>> out_count, out_total = np.zeros((2, 3, 4), np.int32), np.zeros((2, 3, 4))
+    >>> add_rows(np.array([1]), np.array([2]), 1, np.array([[2, 1]]),
+    ...          np.array([[3.0, 4.0]]), out_count, out_total)
+    >>> out_count[1, 2], out_total[1, 2]
+    (array([0, 2, 1, 0], dtype=int32), array([0., 3., 4., 0.]))
+    """
+    first = np.asarray(first, np.int64)
+    second = np.asarray(second, np.int64)
+    if count.shape != total.shape or count.shape[0] != first.size or first.shape != second.shape:
+        raise ValueError(f"rows of different lengths: {first.size}, {second.size}, "
+                         f"{count.shape} and {total.shape}")
+    if count.size and (b0 < 0 or b0 + count.shape[1] > out_count.shape[2]):
+        raise ValueError(f"bins {b0}..{b0 + count.shape[1]} outside the tables' "
+                         f"{out_count.shape[2]}")
+    # row by row along the bins: a table in bin-major order is copied to
+    # row-major first (a loop over it in place jumps a page per sample)
+    _add_rows(first, second, np.int64(b0), np.ascontiguousarray(count),
+              np.ascontiguousarray(total), out_count, out_total)
+
+
 def increasing_per_series(series, times, n_series: int) -> bool:
     """True when, in input order, every series' times strictly increase.
 

@@ -576,21 +576,22 @@ def _combine_partials(partials, n_dev, n_m, n_bins, how) -> dict:
         # neighbours do
         if ((r[1:] == r[:-1]) & (lo[1:] <= hi[:-1])).any():
             return {"overlap": True}
-    n_series = n_dev * n_m
-    count = np.zeros((n_series, n_bins), np.int64)
-    total = np.zeros((n_series, n_bins))
-    extra = None
+    # added up straight into the group's (metric, device, time) tables
+    shape = (n_m, n_dev, n_bins)
+    count = np.zeros(shape, np.int32)
+    total = np.zeros(shape)
+    extra = when = None
     if how in ("min", "max", "first", "last"):
-        extra = np.full((n_series, n_bins), np.nan)
-        when = np.zeros((n_series, n_bins), np.int64)
+        extra = np.full(shape, np.nan)
+        when = np.zeros(shape, np.int64)
     for p in partials:
         b = p["binned"]
         if not p["rows"].size or not b.count.shape[1]:
             continue
-        idx = (p["rows"], slice(p["b0"], p["b0"] + b.count.shape[1]))
-        had = count[idx] > 0
-        count[idx] += b.count
-        total[idx] += b.sum
+        met, dev = p["rows"] % n_m, p["rows"] // n_m
+        idx = (met, dev, slice(p["b0"], p["b0"] + b.count.shape[1]))
+        had = count[idx] > 0 if extra is not None else None
+        kernels.binning.add_rows(met, dev, p["b0"], b.count, b.sum, count, total)
         if extra is None:
             continue
         got = b.count > 0
@@ -610,20 +611,17 @@ def _combine_partials(partials, n_dev, n_m, n_bins, how) -> dict:
         extra[idx] = np.where(take, new, cur)
         when[idx] = np.where(take, new_t, cur_t)
     if how == "mean":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            stat = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        empty = count == 0
+        np.divide(total, count, out=total, where=~empty)
+        total[empty] = np.nan
+        stat = total
     elif how == "sum":
         stat = total
     elif how == "count":
-        stat = count
+        stat = count.copy()
     else:
         stat = extra
-    shape = (n_dev, n_m, n_bins)
-    out_count = count.reshape(shape).transpose(1, 0, 2).astype(np.int32)
-    stat = stat.reshape(shape).transpose(1, 0, 2)
-    stat = stat.astype(np.int32) if how == "count" else stat
-    return {"stat": np.ascontiguousarray(stat), "count": np.ascontiguousarray(out_count),
-            "dups": sum(p["dups"] for p in partials),
+    return {"stat": stat, "count": count, "dups": sum(p["dups"] for p in partials),
             "outside": sum(p["outside"] for p in partials), "binned": int(count.sum())}
 
 
