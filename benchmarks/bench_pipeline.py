@@ -130,7 +130,7 @@ def pipeline(ds: xr.Dataset, out: Path, phases: dict | None = None, client=None)
     events = toolkit.events.flags_to_events(xr.open_zarr(out)[list(flags.data_vars)],
                                             kind="flag")
     phases.update(build=built - started, write=written_at - built,
-                  events=time.perf_counter() - written_at)
+                  events_s=time.perf_counter() - written_at)
     return events
 
 
