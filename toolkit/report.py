@@ -97,26 +97,26 @@ def health_from_counts(devices, present, total: int, codes: dict | None,
     devices = [str(d) for d in devices]
     out = pd.DataFrame(index=pd.Index(devices, name="device"))
     out["coverage_pct"] = np.round(100.0 * np.asarray(present, float) / max(total, 1), 3)
-    events = events if events is not None else pd.DataFrame(
-        columns=["device", "metric", "kind", "start", "end"])
-    kinds = events["kind"].astype(str) if len(events) else pd.Series(dtype=str)
-    by_device = events.assign(device=events["device"].astype(str)) if len(events) else events
-    out["gaps"] = _count(by_device[kinds.isin(GAP_KINDS)] if len(events) else events, devices)
-    out["stuck_periods"] = _count(by_device[kinds.isin(STUCK_KINDS)] if len(events)
-                                  else events, devices)
+    if events is None or not len(events):
+        where = np.zeros(0, np.int64)
+        kinds = np.zeros(0, dtype=object)
+    else:
+        # each event's device as a row number (-1: not one of `devices`), once
+        where = pd.Index(devices).get_indexer(events["device"].astype(str))
+        kinds = events["kind"].astype(str).to_numpy()
+
+    def count(mask) -> np.ndarray:
+        rows = where[mask & (where >= 0)]
+        return np.bincount(rows, minlength=len(devices)).astype(np.int64)
+
+    out["gaps"] = count(np.isin(kinds, GAP_KINDS))
+    out["stuck_periods"] = count(np.isin(kinds, STUCK_KINDS))
     if codes is not None:
         for code, name in CODES.items():
             out[f"flags_{name.replace(' ', '_')}"] = codes.get(code, 0)
     for kind in sorted(set(kinds)):
-        out[f"events_{kind}"] = _count(by_device[kinds == kind], devices)
+        out[f"events_{kind}"] = count(kinds == kind)
     return out
-
-
-def _count(events: pd.DataFrame, devices) -> np.ndarray:
-    if not len(events):
-        return np.zeros(len(devices), dtype=np.int64)
-    counts = events["device"].astype(str).value_counts()
-    return np.array([int(counts.get(d, 0)) for d in devices], dtype=np.int64)
 
 
 def flag_statistics(flags: xr.Dataset) -> pd.DataFrame:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 import warnings
 from pathlib import Path
@@ -310,3 +311,73 @@ def test_gridded_zarr_source_reads_and_bins_inside_the_chain_tasks(tmp_path, cli
     assert len(chains) == 3 and not [t for t in ts.data if "regularize" in str(t["key"])]
     with pytest.raises(toolkit.errors.ArgumentError, match="read whole"):
         pipeline.run(client, incremental=True, progress=False, echo=lambda *a: None)
+
+
+def _small_zarr_pipeline(tmp_path):
+    fleet = toolkit.make_fleet(n_devices=4, days=0.25, freq="1min", seed=3).dataset
+    fleet = fleet[["temperature"]].reset_coords(drop=True)
+    fleet.chunk(device=2).to_zarr(tmp_path / "fleet.zarr", zarr_format=2)
+    return Pipeline.from_dict({
+        "source": {"type": "zarr", "path": "fleet.zarr"}, "grid": {"freq": "5min"},
+        "checks": {"gross_range": {"fail": [-40, 85], "suspect": [0, 30]}},
+        "output": {"folder": "out", "report": False}}, base=tmp_path), fleet
+
+
+def test_a_full_run_writes_the_store_metadata_while_the_chain_tasks_compute(
+        tmp_path, client, monkeypatch):
+    """The client writes the output store's metadata beside the chain tasks, which
+    wait for it only to write: with a metadata write made slow, the tasks start
+    before it ends, and the store is still whole and right."""
+    from distributed import get_task_stream
+
+    pipeline, fleet = _small_zarr_pipeline(tmp_path)
+    original = xr.Dataset.to_zarr
+    done = []
+
+    def slow_to_zarr(self, *args, **kwargs):
+        time.sleep(1.0)
+        out = original(self, *args, **kwargs)
+        done.append(time.time())
+        return out
+
+    monkeypatch.setattr(xr.Dataset, "to_zarr", slow_to_zarr)
+    with get_task_stream(client) as ts:
+        result = pipeline.run(client, progress=False, echo=lambda *a: None)
+    monkeypatch.undo()
+    chains = [s["start"] for t in ts.data if "pipeline-chain" in str(t["key"])
+              for s in t["startstops"] if s["action"] == "compute"]
+    assert len(done) == 1 and chains and min(chains) < done[0]
+    got = xr.open_zarr(result.store).load()
+    expected = fleet.telemetry.regularize("5min").load()
+    np.testing.assert_array_equal(got.temperature.values, expected.temperature.values)
+    assert not list((tmp_path / "out").glob(".*.ready"))
+
+
+def test_a_store_metadata_that_cannot_be_written_fails_the_run_at_once(
+        tmp_path, client, monkeypatch):
+    """The chain tasks are told, not left waiting: the run raises the metadata's
+    own error within seconds, and leaves no marker behind."""
+    pipeline, _ = _small_zarr_pipeline(tmp_path)
+
+    def broken(self, *args, **kwargs):
+        raise OSError("disk full (made up by the test)")
+
+    monkeypatch.setattr(xr.Dataset, "to_zarr", broken)
+    started = time.perf_counter()
+    with pytest.raises(OSError, match="made up by the test"):
+        pipeline.run(client, progress=False, echo=lambda *a: None)
+    assert time.perf_counter() - started < 60
+    assert not list((tmp_path / "out").glob(".*.ready"))
+
+
+def test_a_chain_task_waits_for_the_marker_and_names_what_is_missing(tmp_path):
+    from toolkit.pipeline.run import _wait_until_ready
+
+    marker = tmp_path / ".telemetry.zarr-x.ready"
+    with pytest.raises(PipelineError, match="not written within 0 s.*shared with the workers"):
+        _wait_until_ready(str(marker), timeout=0.05)
+    marker.write_text("failed: OSError: no space")
+    with pytest.raises(PipelineError, match="could not be written.*no space"):
+        _wait_until_ready(str(marker))
+    marker.write_text("ok")
+    _wait_until_ready(str(marker))

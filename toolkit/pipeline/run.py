@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -442,6 +443,12 @@ class _Run:
         width = plan.n - plan.r
         names, dtypes = _output_names(plan)
         fused = self.fuse_writes
+        # A full run with fused writes starts its chain tasks before the
+        # store's metadata is written: the client writes it while they
+        # compute, then leaves `ready`, which each task waits for before it
+        # writes its region (see _wait_until_ready).
+        concurrent = fused and mode == "full"
+        ready = self.out / f".{STORE}-{token}.ready"
         results = []
         for i in range(len(bounds) - 1):
             lo, hi = bounds[i], bounds[i + 1]
@@ -456,7 +463,7 @@ class _Run:
                                             for k, s in arrays["states"].items()}
             op = {} if arrays is None else {k: _rows(s, lo, hi)
                                             for k, s in arrays["opens"].items()}
-            target = (str(store), lo, hi) if fused else None
+            target = (str(store), lo, hi, str(ready) if concurrent else None) if fused else None
             results.append(dask.delayed(_chain_task, pure=True)(
                 plan, keep, devices[lo:hi], v, c, st, op, target,
                 dask_key_name=f"pipeline-chain-{token}-{i}"))
@@ -480,26 +487,35 @@ class _Run:
                              "pipeline": meta["config"]})
             enc = {name: {"chunks": (dc, TIME_CHUNK)} for name in names}
             enc[TIME] = {"units": "nanoseconds since 1970-01-01", "dtype": "int64"}
-            if store.exists():
-                shutil.rmtree(store)
-            write = ds.to_zarr(store, mode="w", compute=False, zarr_format=2,
-                               consolidated=False, encoding=enc)
+
+            def write_metadata():
+                if store.exists():
+                    shutil.rmtree(store)
+                write = ds.to_zarr(store, mode="w", compute=False, zarr_format=2,
+                                   consolidated=False, encoding=enc)
+                if concurrent:  # the chain tasks write data only: consolidated now
+                    _consolidate(store)
+                return write
+
+            write = None if concurrent else write_metadata()
         else:
             _resize(store, plan.n, plan.r, plan.times(plan.r, plan.n))
             write = None if fused else ds.drop_vars([DEVICE, TIME]).to_zarr(
                 store, region={TIME: slice(plan.r, plan.n)}, mode="r+", compute=False,
                 zarr_format=2, consolidated=False, safe_chunks=False)
         if fused:
-            write = None  # the metadata is written; the data comes from the chain tasks
+            write = None  # only metadata is written here; the chain tasks write the data
         self.echo(f"{mode} run {run_no}: {len(plan.steps)} checks and detectors over "
                   f"{len(devices)} devices, bins {plan.r:,}..{plan.n - 1:,}, writing {store}")
-        gathered = compute(self.client, dask.delayed(_gather, pure=False)(
-            write, [dask.delayed(_part, pure=True)(r, "rest") for r in results], kept),
-            show_progress=self.progress)
-        parts, kept_parts = gathered
-        import zarr
-
-        zarr.consolidate_metadata(str(store), zarr_format=2)
+        job = dask.delayed(_gather, pure=False)(
+            write, [dask.delayed(_part, pure=True)(r, "rest") for r in results], kept)
+        if concurrent:
+            parts, kept_parts = _while_writing(write_metadata, ready, lambda: compute(
+                self.client, job, show_progress=self.progress))
+        else:
+            parts, kept_parts = compute(self.client, job, show_progress=self.progress)
+        if not concurrent:
+            _consolidate(store)
         check_interrupted()
         new_events = pd.concat([p["events"] for p in parts], ignore_index=True) \
             if parts else empty_events()
@@ -624,11 +640,78 @@ def _chain_task(plan, keep, devices, values, counts, states, opens, target=None)
     if target is not None:
         import zarr
 
-        store, d0, d1 = target
+        store, d0, d1, ready = target
+        if ready is not None:
+            _wait_until_ready(ready)
         group = zarr.open_group(store, mode="r+", zarr_format=2, use_consolidated=False)
         for name, data in res.pop("vars").items():
             group[name][d0:d1, plan.r:plan.n] = data
     return res
+
+
+def _consolidate(store: Path) -> None:
+    import zarr
+
+    zarr.consolidate_metadata(str(store), zarr_format=2)
+
+
+#: how long a chain task waits for the store's metadata before it gives up
+READY_TIMEOUT = 600.0
+
+
+def _while_writing(write_metadata, ready: Path, run):
+    """``run()`` while another thread writes the store's metadata, then leaves
+    ``ready`` ("ok", or the error that stopped it, which the chain tasks
+    waiting for it raise). The metadata's own error wins over theirs."""
+    failed = []
+    ready.unlink(missing_ok=True)  # one left by a run that was killed
+
+    def writer():
+        try:
+            write_metadata()
+            ready.write_text("ok")
+        except BaseException as err:  # noqa: BLE001 - handed to the client below
+            failed.append(err)
+            ready.write_text(f"failed: {type(err).__name__}: {err}")
+
+    thread = threading.Thread(target=writer, name="toolkit-store-metadata", daemon=True)
+    thread.start()
+    try:
+        result = run()
+    except BaseException:
+        thread.join()
+        if failed:
+            raise failed[0] from None
+        raise
+    finally:
+        thread.join()
+        ready.unlink(missing_ok=True)
+    if failed:
+        raise failed[0]
+    return result
+
+
+def _wait_until_ready(ready: str, timeout: float = READY_TIMEOUT) -> None:
+    """Wait (on a worker) until the client has written the store's metadata."""
+    path = Path(ready)
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            text = ""
+        if text == "ok":
+            return
+        if text.startswith("failed"):
+            raise PipelineError(f"the output store's metadata could not be written ({text})")
+        if time.monotonic() > deadline:
+            raise PipelineError(
+                f"the output store's metadata was not written within {timeout:.0f} s "
+                f"(no {path.name} in {path.parent}); is the output folder shared with "
+                "the workers?")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def _pick(res, name):
