@@ -32,6 +32,7 @@ import os
 import shutil
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -448,7 +449,9 @@ class _Run:
         # compute, then leaves `ready`, which each task waits for before it
         # writes its region (see _wait_until_ready).
         concurrent = fused and mode == "full"
-        ready = self.out / f".{STORE}-{token}.ready"
+        # a distributed Variable, named anew for each run (a name reused could
+        # find the value a killed run left)
+        ready = f"toolkit-store-ready-{token}-{uuid.uuid4().hex}"
         results = []
         for i in range(len(bounds) - 1):
             lo, hi = bounds[i], bounds[i + 1]
@@ -463,7 +466,7 @@ class _Run:
                                             for k, s in arrays["states"].items()}
             op = {} if arrays is None else {k: _rows(s, lo, hi)
                                             for k, s in arrays["opens"].items()}
-            target = (str(store), lo, hi, str(ready) if concurrent else None) if fused else None
+            target = (str(store), lo, hi, ready if concurrent else None) if fused else None
             results.append(dask.delayed(_chain_task, pure=True)(
                 plan, keep, devices[lo:hi], v, c, st, op, target,
                 dask_key_name=f"pipeline-chain-{token}-{i}"))
@@ -510,7 +513,7 @@ class _Run:
         job = dask.delayed(_gather, pure=False)(
             write, [dask.delayed(_part, pure=True)(r, "rest") for r in results], kept)
         if concurrent:
-            parts, kept_parts = _while_writing(write_metadata, ready, lambda: compute(
+            parts, kept_parts = _while_writing(self.client, write_metadata, ready, lambda: compute(
                 self.client, job, show_progress=self.progress))
         else:
             parts, kept_parts = compute(self.client, job, show_progress=self.progress)
@@ -659,20 +662,23 @@ def _consolidate(store: Path) -> None:
 READY_TIMEOUT = 600.0
 
 
-def _while_writing(write_metadata, ready: Path, run):
-    """``run()`` while another thread writes the store's metadata, then leaves
-    ``ready`` ("ok", or the error that stopped it, which the chain tasks
-    waiting for it raise). The metadata's own error wins over theirs."""
+def _while_writing(client, write_metadata, ready: str, run):
+    """``run()`` while another thread writes the store's metadata, then sets the
+    cluster-wide variable ``ready`` to "ok", or to the error that stopped it
+    (which the chain tasks waiting for it raise). The metadata's own error
+    wins over theirs."""
+    from distributed import Variable
+
+    flag = Variable(ready, client=client)
     failed = []
-    ready.unlink(missing_ok=True)  # one left by a run that was killed
 
     def writer():
         try:
             write_metadata()
-            ready.write_text("ok")
+            flag.set("ok")
         except BaseException as err:  # noqa: BLE001 - handed to the client below
             failed.append(err)
-            ready.write_text(f"failed: {type(err).__name__}: {err}")
+            flag.set(f"failed: {type(err).__name__}: {err}")
 
     thread = threading.Thread(target=writer, name="toolkit-store-metadata", daemon=True)
     thread.start()
@@ -685,33 +691,24 @@ def _while_writing(write_metadata, ready: Path, run):
         raise
     finally:
         thread.join()
-        ready.unlink(missing_ok=True)
+        flag.delete()
     if failed:
         raise failed[0]
     return result
 
 
 def _wait_until_ready(ready: str, timeout: float = READY_TIMEOUT) -> None:
-    """Wait (on a worker) until the client has written the store's metadata."""
-    path = Path(ready)
-    deadline = time.monotonic() + timeout
-    pause = 0.005
-    while True:
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            text = ""
-        if text == "ok":
-            return
-        if text.startswith("failed"):
-            raise PipelineError(f"the output store's metadata could not be written ({text})")
-        if time.monotonic() > deadline:
-            raise PipelineError(
-                f"the output store's metadata was not written within {timeout:.0f} s "
-                f"(no {path.name} in {path.parent}); is the output folder shared with "
-                "the workers?")
-        time.sleep(pause)
-        pause = min(pause * 2, 0.1)
+    """Wait (in a chain task) until the client has written the store's metadata."""
+    from distributed import Variable
+    from distributed.utils import TimeoutError as Timeout
+
+    try:
+        text = Variable(ready).get(timeout=timeout)
+    except (Timeout, TimeoutError):
+        raise PipelineError(
+            f"the output store's metadata was not written within {timeout:.0f} s") from None
+    if text != "ok":
+        raise PipelineError(f"the output store's metadata could not be written ({text})")
 
 
 def _pick(res, name):
