@@ -446,11 +446,10 @@ class _Run:
         fused = self.fuse_writes
         # A full run with fused writes starts its chain tasks before the
         # store's metadata is written: the client writes it while they
-        # compute, then leaves `ready`, which each task waits for before it
-        # writes its region (see _wait_until_ready).
+        # compute, then sets the Dask Variable `ready`, which each task waits
+        # for before it writes its region (_while_writing, _wait_until_ready).
+        # Named anew for each run: a name reused could find a killed run's value.
         concurrent = fused and mode == "full"
-        # a distributed Variable, named anew for each run (a name reused could
-        # find the value a killed run left)
         ready = f"toolkit-store-ready-{token}-{uuid.uuid4().hex}"
         results = []
         for i in range(len(bounds) - 1):
@@ -517,7 +516,6 @@ class _Run:
                 self.client, job, show_progress=self.progress))
         else:
             parts, kept_parts = compute(self.client, job, show_progress=self.progress)
-        if not concurrent:
             _consolidate(store)
         check_interrupted()
         new_events = pd.concat([p["events"] for p in parts], ignore_index=True) \
