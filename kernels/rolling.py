@@ -404,9 +404,10 @@ def _make_fast_spread(is_std):
     # - third, the check and the square root, on vector registers again.
     # The check asks that the window's centred sum lie far above the
     # rounding the sums may hold, eps * n * the largest squared deviation
-    # added since the last rebuild (here the block's largest, which only
-    # asks for more checks). A window of equal values has a centred sum of
-    # rounding only, so it fails the check too: a block with a failing
+    # added since the last rebuild (here the block's largest, which can only
+    # send more blocks to the redo). A window of equal values has a centred
+    # sum of rounding only, so it fails the check too (unless every value
+    # in play equals the shift k, when the sums are exactly 0): a block with a failing
     # window is redone sample by sample from the state before it
     # (_redo_block), which recentres the sums where the variance would lose
     # digits and gives exactly 0 where the window is constant. Series whose
