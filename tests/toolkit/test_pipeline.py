@@ -350,12 +350,13 @@ def test_a_full_run_writes_the_store_metadata_while_the_chain_tasks_compute(
     got = xr.open_zarr(result.store).load()
     expected = fleet.telemetry.regularize("5min").load()
     np.testing.assert_array_equal(got.temperature.values, expected.temperature.values)
+    assert not list((tmp_path / "out").glob(".*.ready"))
 
 
 def test_a_store_metadata_that_cannot_be_written_fails_the_run_at_once(
         tmp_path, client, monkeypatch):
     """The chain tasks are told, not left waiting: the run raises the metadata's
-    own error within seconds."""
+    own error within seconds, and leaves no marker behind."""
     pipeline, _ = _small_zarr_pipeline(tmp_path)
 
     def broken(self, *args, **kwargs):
@@ -366,17 +367,19 @@ def test_a_store_metadata_that_cannot_be_written_fails_the_run_at_once(
     with pytest.raises(OSError, match="made up by the test"):
         pipeline.run(client, progress=False, echo=lambda *a: None)
     assert time.perf_counter() - started < 60
+    assert not list((tmp_path / "out").glob(".*.ready"))
 
 
-def test_a_chain_task_waits_for_the_metadata_and_says_what_stopped_it(client):
-    from distributed import Variable
-
+def test_a_chain_task_waits_for_the_marker_and_names_what_is_missing(tmp_path):
     from toolkit.pipeline.run import _wait_until_ready
 
-    with pytest.raises(PipelineError, match="not written within 0 s"):
-        _wait_until_ready("toolkit-test-never-set", timeout=0.05)
-    Variable("toolkit-test-failed").set("failed: OSError: no space")
+    with pytest.raises(PipelineError, match="not visible from this worker.*must be shared"):
+        _wait_until_ready(str(tmp_path / "elsewhere" / ".telemetry.zarr-x.ready"))
+    marker = tmp_path / ".telemetry.zarr-x.ready"
+    with pytest.raises(PipelineError, match="not written within 0 s.*shared with the workers"):
+        _wait_until_ready(str(marker), timeout=0.05)
+    marker.write_text("failed: OSError: no space")
     with pytest.raises(PipelineError, match="could not be written.*no space"):
-        _wait_until_ready("toolkit-test-failed")
-    Variable("toolkit-test-ok").set("ok")
-    _wait_until_ready("toolkit-test-ok")
+        _wait_until_ready(str(marker))
+    marker.write_text("ok")
+    _wait_until_ready(str(marker))

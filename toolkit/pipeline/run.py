@@ -32,7 +32,6 @@ import os
 import shutil
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -446,11 +445,12 @@ class _Run:
         fused = self.fuse_writes
         # A full run with fused writes starts its chain tasks before the
         # store's metadata is written: the client writes it while they
-        # compute, then sets the Dask Variable `ready`, which each task waits
-        # for before it writes its region (_while_writing, _wait_until_ready).
-        # Named anew for each run: a name reused could find a killed run's value.
+        # compute, then leaves the file `ready`, which each task waits for
+        # before it writes its region (_while_writing, _wait_until_ready).
+        # (A file, not a Dask Variable: waiting on one made each worker a
+        # client, whose teardown at Ctrl-C printed a traceback.)
         concurrent = fused and mode == "full"
-        ready = f"toolkit-store-ready-{token}-{uuid.uuid4().hex}"
+        ready = self.out / f".{STORE}-{token}.ready"
         results = []
         for i in range(len(bounds) - 1):
             lo, hi = bounds[i], bounds[i + 1]
@@ -465,7 +465,7 @@ class _Run:
                                             for k, s in arrays["states"].items()}
             op = {} if arrays is None else {k: _rows(s, lo, hi)
                                             for k, s in arrays["opens"].items()}
-            target = (str(store), lo, hi, ready if concurrent else None) if fused else None
+            target = (str(store), lo, hi, str(ready) if concurrent else None) if fused else None
             results.append(dask.delayed(_chain_task, pure=True)(
                 plan, keep, devices[lo:hi], v, c, st, op, target,
                 dask_key_name=f"pipeline-chain-{token}-{i}"))
@@ -512,7 +512,7 @@ class _Run:
         job = dask.delayed(_gather, pure=False)(
             write, [dask.delayed(_part, pure=True)(r, "rest") for r in results], kept)
         if concurrent:
-            parts, kept_parts = _while_writing(self.client, write_metadata, ready, lambda: compute(
+            parts, kept_parts = _while_writing(write_metadata, ready, lambda: compute(
                 self.client, job, show_progress=self.progress))
         else:
             parts, kept_parts = compute(self.client, job, show_progress=self.progress)
@@ -660,23 +660,20 @@ def _consolidate(store: Path) -> None:
 READY_TIMEOUT = 600.0
 
 
-def _while_writing(client, write_metadata, ready: str, run):
-    """``run()`` while another thread writes the store's metadata, then sets the
-    cluster-wide variable ``ready`` to "ok", or to the error that stopped it
-    (which the chain tasks waiting for it raise). The metadata's own error
-    wins over theirs."""
-    from distributed import Variable
-
-    flag = Variable(ready, client=client)
+def _while_writing(write_metadata, ready: Path, run):
+    """``run()`` while another thread writes the store's metadata, then leaves
+    ``ready`` ("ok", or the error that stopped it, which the chain tasks
+    waiting for it raise). The metadata's own error wins over theirs."""
     failed = []
+    ready.unlink(missing_ok=True)  # one left by a run that was killed
 
     def writer():
         try:
             write_metadata()
-            flag.set("ok")
+            ready.write_text("ok")
         except BaseException as err:  # noqa: BLE001 - handed to the client below
             failed.append(err)
-            flag.set(f"failed: {type(err).__name__}: {err}")
+            ready.write_text(f"failed: {type(err).__name__}: {err}")
 
     thread = threading.Thread(target=writer, name="toolkit-store-metadata", daemon=True)
     thread.start()
@@ -689,24 +686,37 @@ def _while_writing(client, write_metadata, ready: str, run):
         raise
     finally:
         thread.join()
-        flag.delete()
+        ready.unlink(missing_ok=True)
     if failed:
         raise failed[0]
     return result
 
 
 def _wait_until_ready(ready: str, timeout: float = READY_TIMEOUT) -> None:
-    """Wait (in a chain task) until the client has written the store's metadata."""
-    from distributed import Variable
-    from distributed.utils import TimeoutError as Timeout
-
-    try:
-        text = Variable(ready).get(timeout=timeout)
-    except (Timeout, TimeoutError):
+    """Wait (on a worker) until the client has written the store's metadata."""
+    path = Path(ready)
+    if not path.parent.is_dir():  # the client made it: this worker does not see it
         raise PipelineError(
-            f"the output store's metadata was not written within {timeout:.0f} s") from None
-    if text != "ok":
-        raise PipelineError(f"the output store's metadata could not be written ({text})")
+            f"the output folder {path.parent} is not visible from this worker; the "
+            "workers write the store there, so it must be shared with them")
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            text = ""
+        if text == "ok":
+            return
+        if text.startswith("failed"):
+            raise PipelineError(f"the output store's metadata could not be written ({text})")
+        if time.monotonic() > deadline:
+            raise PipelineError(
+                f"the output store's metadata was not written within {timeout:.0f} s "
+                f"(no {path.name} in {path.parent}); is the output folder shared with "
+                "the workers?")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def _pick(res, name):
