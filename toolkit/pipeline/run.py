@@ -505,8 +505,6 @@ class _Run:
             write = None if fused else ds.drop_vars([DEVICE, TIME]).to_zarr(
                 store, region={TIME: slice(plan.r, plan.n)}, mode="r+", compute=False,
                 zarr_format=2, consolidated=False, safe_chunks=False)
-        if fused:
-            write = None  # only metadata is written here; the chain tasks write the data
         self.echo(f"{mode} run {run_no}: {len(plan.steps)} checks and detectors over "
                   f"{len(devices)} devices, bins {plan.r:,}..{plan.n - 1:,}, writing {store}")
         job = dask.delayed(_gather, pure=False)(
@@ -678,18 +676,12 @@ def _while_writing(write_metadata, ready: Path, run):
     thread = threading.Thread(target=writer, name="toolkit-store-metadata", daemon=True)
     thread.start()
     try:
-        result = run()
-    except BaseException:
-        thread.join()
-        if failed:
-            raise failed[0] from None
-        raise
+        return run()
     finally:
         thread.join()
         ready.unlink(missing_ok=True)
-    if failed:
-        raise failed[0]
-    return result
+        if failed:  # in place of the chain tasks' report of it, if any
+            raise failed[0]
 
 
 def _wait_until_ready(ready: str, timeout: float = READY_TIMEOUT) -> None:
