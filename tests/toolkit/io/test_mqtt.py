@@ -45,6 +45,13 @@ def _publisher(port, client_id):
     return c
 
 
+def _wait_until(ready, what, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
 def _messages(seed):
     """A small fleet's samples as payloads of 1 to 8 samples per message."""
     ds = toolkit.make_fleet(n_devices=4, days=0.25, seed=seed, metrics=["temperature",
@@ -103,7 +110,12 @@ def test_kills_and_a_broker_restart_lose_nothing_and_store_nothing_twice(tmp_pat
             time.sleep(rng.uniform(0.0, 0.15))  # the collector commits batches meanwhile
         if n == restart_at:  # every published message so far is accepted; restart
             broker.stop()
+            # paho refuses a publish while it reconnects (the message would be
+            # queued, but its info says "not connected"): let it see the broker
+            # go, then wait for its session to come back
+            _wait_until(lambda: not pub.is_connected(), "the publisher did not see the broker go")
             broker.start()
+            _wait_until(pub.is_connected, "the publisher did not reconnect")
         info = pub.publish(topic, payload, qos=1)
         info.wait_for_publish(30)
         assert info.is_published()
