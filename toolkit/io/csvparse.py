@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from kernels.text import line_ends
+from kernels.text import line_ends, parse_long
 
 from ..errors import LoadError
 from .csvschema import (
@@ -248,11 +248,40 @@ def _times(table: pa.Table, schema: Schema) -> tuple[np.ndarray, np.ndarray]:
     return ns.astype(np.int64, copy=False), failed
 
 
+def _compiled(buf, schema: Schema, block: Block, lines: int) -> Parsed | None:
+    """The block read by :func:`kernels.text.parse_long` (long layout, one ISO
+    8601 time column in UTC, UTF-8), or None when it is pyarrow's to read."""
+    if schema.layout != "long" or not schema.device or len(schema.time) != 1 or \
+            schema.time_kind not in ("iso", "iso_zoned") or \
+            (schema.time_kind == "iso" and schema.timezone not in (None, "UTC")) or \
+            schema.encoding.lower().replace("-", "") not in ("utf8", "ascii"):
+        return None
+    where = {c: i for i, c in enumerate(schema.columns)}
+    out = parse_long(buf, columns=len(schema.columns), device=where[schema.device],
+                     time=where[schema.time[0]], metric=where[schema.metric],
+                     value=where[schema.value], sep=schema.sep, decimal=schema.decimal,
+                     zoned=schema.time_kind == "iso_zoned", nulls=NULL_TEXTS,
+                     lines=lines + 1)
+    if isinstance(out, str):
+        return None
+    rows = out["times"].size
+    return Parsed(np.array(out["devices"], dtype=object), out["device_codes"], out["times"],
+                  out["metrics"], out["metric_codes"], out["values"], block=block,
+                  empty=lines - rows)
+
+
 def _fast(buf, schema: Schema, block: Block, lines: int) -> Parsed:
     # nothing but blank lines (pyarrow calls it an error); the whole block is
     # copied and stripped only when its start is blank
     if not bytes(buf[:1 << 16]).strip() and not bytes(buf).strip():
         return Parsed.no_rows(block, schema.metrics, schema.layout == "wide", empty=lines)
+    compiled = _compiled(buf, schema, block, lines)
+    if compiled is not None:
+        _check_names(compiled.devices)
+        _check_names(compiled.metrics)
+        if schema.missing:
+            compiled.values[np.isin(compiled.values, schema.missing)] = np.nan
+        return compiled
     try:
         table = pcsv.read_csv(
             pa.BufferReader(pa.py_buffer(buf)),

@@ -62,6 +62,48 @@ def test_long_layout_round_trip_in_any_blocks(tmp_path, blocksize):
     assert "rows read" in ds.attrs["load_report"]
 
 
+@pytest.mark.parametrize("blocksize", [None, 3_000])
+def test_the_compiled_long_reader_equals_pyarrow(tmp_path, monkeypatch, blocksize):
+    """Long blocks in the forms the compiled reader takes (CRLF, blank lines, a
+    skipped column, offsets, missing values, a sentinel, few decimals) load
+    to the same Dataset and report as through pyarrow; and it is used."""
+    rng = np.random.default_rng(3)
+    times = pd.date_range("2026-01-05", periods=120, freq="30s")
+    rows = []
+    for k, t in enumerate(times):
+        for d in rng.permutation(6)[:4]:
+            for m in ("temperature", "humidity"):
+                v = ["", "NA", "-999", f"{rng.normal(20, 5):.2f}", f"{rng.normal(20, 5):.4e}"][
+                    rng.choice(5, p=[0.03, 0.02, 0.02, 0.8, 0.13])]
+                stamp = (t + pd.Timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + \
+                    "+01:00" if k % 3 == 0 else t.strftime("%Y-%m-%d %H:%M:%SZ")
+                rows.append(f"sensor-{d},{stamp},gw-{k % 2},{m},{v}")
+            if k % 17 == 0:
+                rows.append("")
+    path = tmp_path / "long.csv"
+    path.write_bytes(("device,time,gateway,metric,value\r\n" + "\r\n".join(rows) +
+                      "\r\n").encode())
+    used = []
+    real = toolkit.io.csvparse.parse_long
+
+    def counted(*args, **kwargs):
+        out = real(*args, **kwargs)
+        used.append(not isinstance(out, str))
+        return out
+
+    monkeypatch.setattr("toolkit.io.csvparse.parse_long", counted)
+    fast = read_csv(path, freq="1min", blocksize=blocksize, missing=[-999], ignore=["gateway"])
+    assert used and all(used)
+    monkeypatch.setattr("toolkit.io.csvparse.parse_long", lambda *a, **k: "declined")
+    slow = read_csv(path, freq="1min", blocksize=blocksize, missing=[-999], ignore=["gateway"])
+    xr.testing.assert_identical(fast.drop_attrs(), slow.drop_attrs())
+    assert LoadReport.of(fast) == LoadReport.of(slow)
+    report = LoadReport.of(fast)
+    assert_adds_up(report)
+    assert report.rows_empty == sum(1 for r in rows if not r)
+    assert report.samples_missing > 0
+
+
 def test_files_larger_than_memory_are_parsed_again_not_held(tmp_path, monkeypatch):
     path = tmp_path / "fleet.csv"
     write_csv(FLEET, path)
