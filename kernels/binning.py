@@ -450,6 +450,49 @@ def add_rows(first, second, b0: int, count, total, out_count, out_total) -> None
               np.ascontiguousarray(total), out_count, out_total)
 
 
+@njit(**JIT_OPTIONS)
+def _valid_long(rank, device_codes, metric_codes, times, values, n_metrics, counts):
+    n = 0
+    for i in range(values.shape[0]):
+        n += np.int64(values[i] == values[i])
+    s = np.empty(n, np.int64)
+    t = np.empty(n, np.int64)
+    v = np.empty(n, np.float64)
+    k = 0
+    for i in range(values.shape[0]):
+        x = values[i]
+        if x == x:
+            series = rank[device_codes[i]] * n_metrics + metric_codes[i]
+            s[k] = series
+            t[k] = times[i]
+            v[k] = x
+            counts[series] += 1
+            k += 1
+    return s, t, v
+
+
+def valid_long_samples(rank, device_codes, metric_codes, times, values, n_metrics: int):
+    """The valid (non-NaN) samples of long rows as series, times and values, and
+    the count of samples per series, in one compiled pass.
+
+    A row's series is ``rank[device_codes[i]] * n_metrics + metric_codes[i]``.
+
+    Examples
+    --------
+    >>> s, t, v, counts = valid_long_samples(
+    ...     np.array([1, 0]), np.array([0, 1, 0]), np.array([0, 1, 1]),
+    ...     np.array([5, 6, 7]), np.array([1.0, np.nan, 3.0]), 2)
+    >>> s.tolist(), t.tolist(), v.tolist(), counts.tolist()
+    ([2, 3], [5, 7], [1.0, 3.0], [0, 0, 1, 1])
+    """
+    rank = np.asarray(rank, np.int64)
+    counts = np.zeros(max(rank.size * int(n_metrics), 1), np.int64)
+    s, t, v = _valid_long(rank, np.asarray(device_codes), np.asarray(metric_codes),
+                          np.asarray(times, np.int64), np.asarray(values, np.float64),
+                          np.int64(n_metrics), counts)
+    return s, t, v, counts
+
+
 def increasing_per_series(series, times, n_series: int) -> bool:
     """True when, in input order, every series' times strictly increase.
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels.binning import bin_samples, combine_bins
+from kernels.binning import bin_samples, combine_bins, valid_long_samples
 
 START = np.datetime64("2026-03-01T00:00:00", "ns")
 STEP = np.timedelta64(60, "s")
@@ -110,3 +110,21 @@ def test_argument_errors():
         bin_samples(t, [1.0], start=0, step=1, n_bins=2)
     with pytest.raises(TypeError, match="datetime64 or integers"):
         bin_samples(np.array([0.5]), [1.0], start=0, step=1, n_bins=2)
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.integers(1, 7), st.integers(1, 4), st.integers(0, 300), st.integers(0, 2**32 - 1))
+def test_valid_long_samples_equal_a_numpy_filter(n_dev, n_m, n, seed):
+    rng = np.random.default_rng(seed)
+    rank = rng.permutation(n_dev)
+    codes = rng.integers(0, n_dev, n).astype(np.int32)
+    metrics = rng.integers(0, n_m, n).astype(np.int32)
+    times = rng.integers(-10**12, 10**12, n)
+    values = np.where(rng.random(n) < 0.3, np.nan, rng.normal(size=n))
+    s, t, v, counts = valid_long_samples(rank, codes, metrics, times, values, n_m)
+    ok = ~np.isnan(values)
+    series = rank[codes] * n_m + metrics
+    np.testing.assert_array_equal(s, series[ok])
+    np.testing.assert_array_equal(t, times[ok])
+    np.testing.assert_array_equal(v, values[ok])
+    np.testing.assert_array_equal(counts, np.bincount(series[ok], minlength=n_dev * n_m))

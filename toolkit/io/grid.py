@@ -503,10 +503,14 @@ def block_partial(parsed: Samples, step: int, how: str, policy: str) -> dict | N
     rank[order] = np.arange(order.size, dtype=np.int32)
     devices, metrics = names[order], list(parsed.metrics)
     n_m = max(len(metrics), 1)
-    s, t, v = _valid_samples([(rank[parsed.device_codes] if order.size else
-                               parsed.device_codes, parsed.metric_codes, parsed.times,
-                               parsed.values)], n_m)
-    before = np.bincount(s, minlength=max(devices.size * n_m, 1))
+    if parsed.metric_codes is not None and order.size:  # long rows: one compiled pass
+        s, t, v, before = kernels.binning.valid_long_samples(
+            rank, parsed.device_codes, parsed.metric_codes, parsed.times, parsed.values, n_m)
+    else:
+        s, t, v = _valid_samples([(rank[parsed.device_codes] if order.size else
+                                   parsed.device_codes, parsed.metric_codes, parsed.times,
+                                   parsed.values)], n_m)
+        before = np.bincount(s, minlength=max(devices.size * n_m, 1))
     s, t, v, dups = _dedupe(s, t, v, devices.size * n_m, policy, metrics, devices)
     present = before > 0
     rows = np.flatnonzero(present)
