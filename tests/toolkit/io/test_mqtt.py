@@ -78,12 +78,27 @@ def _messages(seed):
     return out, expected
 
 
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_collector_outlives_its_test():
+    """A collector still running when a test ends (it failed half way) is killed."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def _collector(port, store, *extra, wait=False):
     proc = subprocess.Popen([CLI, "collect", f"127.0.0.1:{port}", str(store), "--client-id",
                              "test-collector", "--batch-seconds", "0.1",
                              "--quarantine", str(store.parent / "q.csv"), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
+    _STARTED.append(proc)
     if wait:  # until its session exists on the broker
         for line in proc.stdout:
             if "subscribed to" in line:
