@@ -3,6 +3,8 @@ small enough to stream through worker memory."""
 
 from __future__ import annotations
 
+import os
+
 import xarray as xr
 
 from .model import DEVICE, TIME, metric_names
@@ -58,4 +60,19 @@ def rechunk_fleet(ds: xr.Dataset, target_bytes: int = TARGET_BYTES) -> xr.Datase
     return ds.chunk(fleet_chunks(ds, target_bytes))
 
 
-__all__ = ["TARGET_BYTES", "chunk_sizes", "fleet_chunks", "rechunk_fleet"]
+def compute_threads() -> int:
+    """The threads that will run the tasks: those of the current Dask client's
+    workers, or this machine's cores without a client (Dask's local threads).
+
+    Work cut into a multiple of this many tasks leaves no thread waiting
+    alone for the last one.
+    """
+    try:
+        from distributed import get_client
+
+        return sum(get_client().nthreads().values()) or 1
+    except (ImportError, ValueError):
+        return os.cpu_count() or 1
+
+
+__all__ = ["TARGET_BYTES", "chunk_sizes", "compute_threads", "fleet_chunks", "rechunk_fleet"]

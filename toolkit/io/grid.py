@@ -34,7 +34,7 @@ from dask.base import tokenize
 
 import kernels
 
-from ..chunking import chunk_sizes
+from ..chunking import chunk_sizes, compute_threads
 from ..errors import ArgumentError, LoadError
 from ..model import DEVICE, HOWS, TIME, count_attrs, count_name, with_history
 
@@ -364,6 +364,8 @@ def _device_groups(n_devices, n_bins, n_metrics, n_valid) -> list[int]:
     per = chunk_sizes(n_devices, n_bins, 12 * n_metrics)[DEVICE]
     if n_valid >= PARALLEL_SAMPLES:  # enough work to share among workers
         groups = max(GROUPS, -(-n_valid // GROUP_SAMPLES))
+        threads = compute_threads()  # a multiple of them: no thread waits alone at the end
+        groups = -(-groups // threads) * threads
         per = min(per, -(-n_devices // groups))
     return list(range(0, n_devices, per)) + [n_devices]
 

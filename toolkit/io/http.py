@@ -36,6 +36,7 @@ import pandas as pd
 import xarray as xr
 from dask.base import tokenize
 
+from ..chunking import compute_threads
 from ..errors import ArgumentError, LoadError
 from .csvparse import Block, parse_bytes
 from .csvschema import infer_schema
@@ -518,13 +519,7 @@ async def _read_thingspeak(f: Fetcher, plan: Plan, stream: Stream, collector: Co
 
 
 def _task_groups(streams: list) -> list[list]:
-    threads = 1
-    try:
-        from distributed import get_client
-
-        threads = sum(get_client().nthreads().values()) or 1
-    except (ImportError, ValueError):
-        threads = os.cpu_count() or 1
+    threads = compute_threads()
     # a multiple of the threads, so that no thread waits alone for the last task
     rounds = max(TASKS_PER_THREAD, -(-len(streams) // (STREAMS_PER_TASK * threads)))
     n = min(threads * rounds, len(streams))
