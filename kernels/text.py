@@ -498,7 +498,8 @@ def parse_long(buf, *, columns: int, device: int, time: int, metric: int, value:
     nulls : sequence of str
         Value texts that mean missing.
     lines : int, optional
-        The line feeds in ``buf``, when the caller counted them already.
+        At least the line feeds in ``buf`` (the rows are at most one more), when
+        the caller has counted them.
 
     Returns
     -------
