@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from dask.base import tokenize
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 
 import kernels
 
@@ -388,16 +390,20 @@ def _assemble_groups(blocks, devices, names, bounds, grid_start, s_ns, n_bins, h
 
 
 def _variables(assembled, names, bounds, n_bins, how, units) -> dict:
+    """Each metric and its count as a Dask array whose chunks are the groups'
+    tables (one graph layer per variable: a task per group takes its table)."""
     variables = {}
     dtype = np.int32 if how == "count" else np.float64
+    chunks = (tuple(np.diff(bounds).tolist()), (n_bins,))
+    token = tokenize(tuple(a.key for a in assembled))
     for j, m in enumerate(names):
         for part, dt, name in (("stat", dtype, m), ("count", np.int32, count_name(m))):
-            blocks = [dsa.from_delayed(dask.delayed(_take)(a, part, j),
-                                       shape=(bounds[k + 1] - bounds[k], n_bins), dtype=dt)
-                      for k, a in enumerate(assembled)]
+            layer = f"{name}-{part}-{token}"
+            tasks = {(layer, k, 0): (_take, a.key, part, j) for k, a in enumerate(assembled)}
+            graph = HighLevelGraph.from_collections(layer, tasks, dependencies=assembled)
             attrs = count_attrs(m) if part == "count" else \
                 {"long_name": m, **({"units": units[m]} if m in units else {})}
-            variables[name] = ((DEVICE, TIME), dsa.concatenate(blocks, axis=0), attrs)
+            variables[name] = ((DEVICE, TIME), dsa.Array(graph, layer, chunks, dtype=dt), attrs)
     return variables
 
 
@@ -433,15 +439,25 @@ def _bin_in_blocks(blocks, devices, names, bounds, grid_start, s_ns, n_bins, how
             duplicates, dask_key_name=f"bin-samples-{token}-{i}")
             for i, b in enumerate(blocks)]
         pieces = [[pc[k] for pc in partials] for k in range(len(bounds) - 1)]
-    else:  # each group's rows of each block's partial, cut where the partial lies
+        combined = [dask.delayed(_combine_partials, pure=True)(
+            pieces[k], bounds[k + 1] - bounds[k], len(names), n_bins, how,
+            dask_key_name=f"regularize-partials-{token}-{k}") for k in range(len(bounds) - 1)]
+    else:
+        # each group's rows of each block's partial, cut where the partial lies,
+        # then added up: one graph layer (a delayed call per task merged the
+        # growing graphs again for each, 0.08 s of the client for 54 tasks)
         token = tokenize(token, tuple(p.key for p in block_partials))
-        pieces = [[dask.delayed(_group_partial, pure=True)(
-            p, devices[bounds[k]:bounds[k + 1]], metric_index, grid_start // s_ns, n_bins,
-            dask_key_name=f"group-partial-{token}-{i}-{k}")
-            for i, p in enumerate(block_partials)] for k in range(len(bounds) - 1)]
-    combined = [dask.delayed(_combine_partials, pure=True)(
-        pieces[k], bounds[k + 1] - bounds[k], len(names), n_bins, how,
-        dask_key_name=f"regularize-partials-{token}-{k}") for k in range(len(bounds) - 1)]
+        layer = f"regularize-partials-{token}"
+        tasks = {}
+        for k in range(len(bounds) - 1):
+            cuts = [f"group-partial-{token}-{i}-{k}" for i in range(len(block_partials))]
+            for cut, p in zip(cuts, block_partials, strict=True):
+                tasks[cut] = (_group_partial, p.key, devices[bounds[k]:bounds[k + 1]],
+                              metric_index, grid_start // s_ns, n_bins)
+            tasks[f"{layer}-{k}"] = (_combine_partials, cuts, bounds[k + 1] - bounds[k],
+                                     len(names), n_bins, how)
+        graph = HighLevelGraph.from_collections(layer, tasks, dependencies=block_partials)
+        combined = [Delayed(f"{layer}-{k}", graph, layer=layer) for k in range(len(bounds) - 1)]
     combined = list(dask.persist(*combined))
     # one round trip: each group's counts, or None where its blocks overlap
     counts = list(dask.compute(*[dask.delayed(_counts)(c) for c in combined]))
