@@ -155,24 +155,17 @@ def _iso_ns(b, i, j, zoned):
 
 
 @njit(**JIT_OPTIONS)
-def _number(b, i, j, decimal, nulls, null_ends):
-    """The float64 of ``b[i:j]`` when one product or quotient of exact numbers
-    gives it (digits at most 2**53 as an integer, a power of ten of at most
-    22), NaN for an empty field or a null text; ok."""
+def _number_rest(b, i, j, k, mant, digits, scale, neg, whole, nulls, null_ends):
+    """The rest of a value field ``b[i:j]`` that the main loop's plain-decimal
+    parse did not finish (it stopped at ``k`` with ``mant``, its significant
+    ``digits`` and ``scale`` digits after the mark; ``whole``: digits before
+    the mark, and after it if there is one): an empty field or a null text
+    (NaN), or an exponent. The float64 when one product or quotient of exact
+    numbers gives it (digits at most 2**53 as an integer, a power of ten of
+    at most 22); ok."""
     if i == j:
         return np.nan, True
-    k = i
-    neg = b[k] == 45
-    if neg:
-        k += 1
-    mant = np.int64(0)
-    digits = 0
-    start = k
-    while k < j and 48 <= b[k] <= 57 and digits <= 16:
-        mant = mant * 10 + (np.int64(b[k]) - 48)
-        digits += np.int64(mant > 0)
-        k += 1
-    if k == start:  # no digit first: a null text, or pyarrow's to judge
+    if not whole:  # a null text, or pyarrow's to judge ("-", "1.", ".5", "inf")
         lo = 0
         for t in range(null_ends.shape[0]):
             hi = null_ends[t]
@@ -186,17 +179,7 @@ def _number(b, i, j, decimal, nulls, null_ends):
                     return np.nan, True
             lo = hi
         return np.nan, False
-    exp10 = 0
-    if k < j and b[k] == decimal:
-        k += 1
-        start = k
-        while k < j and 48 <= b[k] <= 57 and digits <= 16:
-            mant = mant * 10 + (np.int64(b[k]) - 48)
-            digits += np.int64(mant > 0)
-            exp10 -= 1
-            k += 1
-        if k == start:
-            return np.nan, False
+    exp10 = -scale
     if k < j and (b[k] == 101 or b[k] == 69):  # e, E
         k += 1
         sign = 1
@@ -261,8 +244,8 @@ def _keep_low(v, width):
 
 # One function, written out: a call to a helper that takes an array costs
 # reference counting (about 20 ns, as much as a field's parse), so the helpers
-# it calls take numbers, or serve only the rare steps (a new time, an unusual
-# number).
+# it calls take numbers, or serve only the rare steps (a new time, the rest
+# of an unusual number).
 @njit(**JIT_OPTIONS)
 def _parse_long(b, w, n_cols, c_dev, c_time, c_met, c_val, sep, decimal, zoned, nulls,
                 null_ends, max_rows, entries, table):
@@ -439,8 +422,9 @@ def _parse_long(b, w, n_cols, c_dev, c_time, c_met, c_val, sep, decimal, zoned, 
                 if whole and k == f1 and digits <= 16 and mant <= _MAX_MANTISSA and scale <= 22:
                     value = np.float64(mant) / _POW10[scale] if scale else np.float64(mant)
                     values[row] = -value if neg else value
-                else:
-                    value, ok = _number(b, f0, f1, decimal, nulls, null_ends)
+                else:  # an empty field, a null text, an exponent, or pyarrow's
+                    value, ok = _number_rest(b, f0, f1, k, mant, digits, scale, neg, whole,
+                                             nulls, null_ends)
                     if not ok:
                         status = NUMBER
                         break
