@@ -230,6 +230,38 @@ def test_zscore_keeps_small_deviations_near_a_large_offset():
     assert kernels.move_zscore(x, 9, 2)[-1] == pytest.approx(1 / 3, rel=1e-12)
 
 
+@pytest.mark.parametrize("stat", ["sum", "mean"])
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), window=st.integers(1, 90),
+       offset=st.sampled_from([0.0, 101325.0, 3e9]),
+       nan_share=st.sampled_from([0.0, 0.1, 0.5, 0.9]))
+def test_windows_of_equal_values_give_that_value_across_blocks(stat, seed, window, offset,
+                                                               nan_share):
+    # The lean loop gives a block the careful pass (which knows runs of
+    # equal samples) only when a stretch of it may hold a window whose valid
+    # samples are all equal; every such window, in any block, must still
+    # give exactly that value (its multiple by the count for the sum), and a
+    # window with one valid sample exactly that sample. Stuck stretches,
+    # short and long, with NaN inside, far from 0.
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 3 * window + 2, size=4000)
+    values = offset + rng.standard_normal(lengths.size)
+    x = np.repeat(values, lengths)[:5000]
+    x[rng.random(x.size) < nan_share] = np.nan
+    got = STATS[stat][0](x, window, 1)
+    expected = slow_moving(x, window, 1, stat)
+    windows = np.lib.stride_tricks.sliding_window_view(
+        np.concatenate([np.full(window - 1, np.nan), x]), window)
+    with np.errstate(invalid="ignore"):
+        top = np.nanmax(windows, axis=1)
+        constant = top == np.nanmin(windows, axis=1)
+    counts = (~np.isnan(windows)).sum(axis=1)
+    np.testing.assert_array_equal(np.isnan(got), counts == 0)
+    exact = top if stat == "mean" else top * counts
+    np.testing.assert_array_equal(got[constant], exact[constant])
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9 * max(offset, 1.0))
+
+
 @pytest.mark.parametrize("stat", ["var", "std"])
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), window=st.integers(2, 90),
