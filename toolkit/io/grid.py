@@ -43,6 +43,10 @@ from ..model import DEVICE, HOWS, TIME, count_attrs, count_name, with_history
 #: a load of this many samples is regularised in at least GROUPS device groups,
 #: and in groups of about GROUP_SAMPLES samples (~50 MB to gather in one task)
 PARALLEL_SAMPLES, GROUPS, GROUP_SAMPLES = 1_000_000, 4, 2_000_000
+#: binned in the blocks, a group's task only adds up partial bins: one group
+#: per thread, and groups of at most this many samples (a group whose blocks
+#: overlap in time is gathered again from its samples)
+GROUP_SAMPLES_BINNED = 8_000_000
 DUPLICATES = ("mean", "first", "last", "raise")
 NICE_STEPS = [pd.Timedelta(s) for s in (
     "1ms", "10ms", "100ms", "1s", "2s", "5s", "10s", "15s", "20s", "30s", "1min", "2min",
@@ -302,13 +306,14 @@ def samples_to_grid(blocks, summaries, report: LoadReport, *, freq=None, how: st
     hi = pd.Timestamp(end).value if end is not None else tmax
     grid_start = (lo // s_ns) * s_ns
     n_bins = max(0, (hi - grid_start) // s_ns + 1)
-    bounds = _device_groups(len(devices), n_bins, len(names), report.samples_valid)
     if block_partials is not None and (binned_in_blocks is False or not all(
             s.get("partial") for s in summaries)):
         block_partials = None
     if binned_in_blocks is None:
         binned_in_blocks = block_partials is not None or _partials_fit(
             summaries, names, grid_start, s_ns, n_bins)
+    bounds = _device_groups(len(devices), n_bins, len(names), report.samples_valid,
+                            binned_in_blocks)
     if binned_in_blocks:
         assembled, counts = _bin_in_blocks(blocks, devices, names, bounds, grid_start, s_ns,
                                            n_bins, how, duplicates, block_partials)
@@ -360,12 +365,22 @@ def _infer_step(summaries, loader: str) -> pd.Timedelta:
     return step
 
 
-def _device_groups(n_devices, n_bins, n_metrics, n_valid) -> list[int]:
-    """Bounds of the device groups: one task holds every metric of its devices."""
+def _device_groups(n_devices, n_bins, n_metrics, n_valid, binned_in_blocks=False) -> list[int]:
+    """Bounds of the device groups: one task holds every metric of its devices.
+
+    Binned in the blocks, each group costs a cut of every block's partial bins
+    (a task each) and its task only adds them up, so there are fewer, larger
+    groups: one per thread (a 10 M-row load on 2 workers makes 16 cuts and 2
+    sums instead of 48 and 6; median of 10 loads, alternating, 0.83 s against
+    0.85 s).
+    """
     # with counts: 12 bytes a value
     per = chunk_sizes(n_devices, n_bins, 12 * n_metrics)[DEVICE]
     if n_valid >= PARALLEL_SAMPLES:  # enough work to share among workers
-        groups = max(GROUPS, -(-n_valid // GROUP_SAMPLES))
+        if binned_in_blocks:
+            groups = -(-n_valid // GROUP_SAMPLES_BINNED)
+        else:
+            groups = max(GROUPS, -(-n_valid // GROUP_SAMPLES))
         threads = compute_threads()  # a multiple of them: no thread waits alone at the end
         groups = -(-groups // threads) * threads
         per = min(per, -(-n_devices // groups))
