@@ -15,7 +15,9 @@ calls them in its parse tasks.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from ._wrap import JIT_OPTIONS
 
@@ -209,12 +211,25 @@ for _i in range(64):
     _DB_TABLE[((1 << _i) * 0x03F79D71B4CB0A89 & (2**64 - 1)) >> 58] = _i
 
 
-@njit(**JIT_OPTIONS)
-def _join(lo, hi, r):
-    # the 8 bytes from byte r of word lo on (r in 0..7), little-endian
-    if r == 0:
-        return lo
-    return (lo >> np.uint64(8 * r)) | (hi << np.uint64(64 - 8 * r))
+@intrinsic
+def _load8(typingctx, arr, pos):
+    # the 8 bytes of a uint8 array from byte `pos` on as one unaligned load, in
+    # the machine's order (pos + 8 <= len(arr))
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        at = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(64).as_pointer())
+        return builder.load(at, align=1)
+    return types.uint64(arr, pos), codegen
+
+
+@njit(inline="always")
+def _word(b, end8, a):
+    # the 8 bytes from byte a on, little-endian, zero past the end of b:
+    # near the end, the last 8 bytes shifted down (end8 = len(b) - 8 >= 0)
+    p = min(a, end8)
+    s = a - p
+    v = _load8(b, p)
+    return v >> np.uint64(8 * s) if s < 8 else np.uint64(0)
 
 
 @njit(**JIT_OPTIONS)
@@ -247,7 +262,7 @@ def _keep_low(v, width):
 # it calls take numbers, or serve only the rare steps (a new time, the rest
 # of an unusual number).
 @njit(**JIT_OPTIONS)
-def _parse_long(b, w, n_cols, c_dev, c_time, c_met, c_val, sep, decimal, zoned, nulls,
+def _parse_long(b, size, n_cols, c_dev, c_time, c_met, c_val, sep, decimal, zoned, nulls,
                 null_ends, max_rows, entries, table):
     dev = np.empty(max_rows, np.int32)
     met = np.empty(max_rows, np.int32)
@@ -265,7 +280,8 @@ def _parse_long(b, w, n_cols, c_dev, c_time, c_met, c_val, sep, decimal, zoned, 
     last_t0 = -1
     last_t1 = -1
     last_time = np.int64(0)
-    n = b.shape[0]
+    n = size  # the block's bytes; b may hold zeros after them
+    end8 = b.shape[0] - 8
     row = 0
     pos = 0
     status = OK
@@ -299,8 +315,8 @@ def _parse_long(b, w, n_cols, c_dev, c_time, c_met, c_val, sep, decimal, zoned, 
                 for k in range(0, width, 8):
                     a = f0 + k
                     c = k0 + k
-                    va = _join(w[a >> 3], w[(a >> 3) + 1], a & 7)
-                    vc = _join(w[c >> 3], w[(c >> 3) + 1], c & 7)
+                    va = _word(b, end8, a)
+                    vc = _word(b, end8, c)
                     if _keep_low(va ^ vc, width - k) != np.uint64(0):
                         q = -1
                         break
@@ -309,7 +325,7 @@ def _parse_long(b, w, n_cols, c_dev, c_time, c_met, c_val, sep, decimal, zoned, 
                 q = f0
                 odd = np.uint64(0)
                 while q < n:
-                    v = _join(w[q >> 3], w[(q >> 3) + 1], q & 7)
+                    v = _word(b, end8, q)
                     x = v ^ sep8
                     y = v ^ lf8
                     z = v ^ quote8
@@ -344,7 +360,7 @@ def _parse_long(b, w, n_cols, c_dev, c_time, c_met, c_val, sep, decimal, zoned, 
                     h = np.uint64(kind + 1)
                     for k in range(0, f1 - f0, 8):
                         a = f0 + k
-                        v = _keep_low(_join(w[a >> 3], w[(a >> 3) + 1], a & 7), f1 - a)
+                        v = _keep_low(_word(b, end8, a), f1 - a)
                         h = (h ^ v) * np.uint64(0x9E3779B97F4A7C15)
                         h ^= h >> np.uint64(32)
                     slot = np.int64(_mix(h) & np.uint64(mask))
@@ -358,8 +374,8 @@ def _parse_long(b, w, n_cols, c_dev, c_time, c_met, c_val, sep, decimal, zoned, 
                             for k in range(0, f1 - f0, 8):
                                 a = f0 + k
                                 c = c0 + k
-                                va = _join(w[a >> 3], w[(a >> 3) + 1], a & 7)
-                                vc = _join(w[c >> 3], w[(c >> 3) + 1], c & 7)
+                                va = _word(b, end8, a)
+                                vc = _word(b, end8, c)
                                 if _keep_low(va ^ vc, f1 - a) != np.uint64(0):
                                     equal = False
                                     break
@@ -507,11 +523,9 @@ def parse_long(buf, *, columns: int, device: int, time: int, metric: int, value:
     if len(sep.encode()) != 1 or len(decimal.encode()) != 1:
         return "a separator or decimal mark of more than one byte"
     b = np.frombuffer(buf, dtype=np.uint8)
-    # the bytes as little-endian words, padded with zeros so that a load of 8
-    # bytes from any position in the block stays inside
-    w = np.empty(b.size // 8 + 3, np.uint64)
-    w[-3:] = 0
-    w.view(np.uint8)[:b.size] = b
+    size = b.size
+    if size < 8:  # a word's load needs 8 bytes: a shorter block is read from a padded copy
+        b = np.concatenate([b, np.zeros(8 - size, np.uint8)])
     texts = [t.encode() for t in nulls if t]
     null_bytes = np.frombuffer(b"".join(texts) or b"\\0", np.uint8)
     null_ends = np.cumsum([len(t) for t in texts], dtype=np.int64)
@@ -522,7 +536,7 @@ def parse_long(buf, *, columns: int, device: int, time: int, metric: int, value:
         entries = np.empty((capacity, 4), np.int64)
         table = np.full(2 * capacity, -1, np.int64)
         dev, met, times, values, n, n_entries, status, at = _parse_long(
-            b, w, columns, device, time, metric, value, ord(sep), ord(decimal), zoned,
+            b, size, columns, device, time, metric, value, ord(sep), ord(decimal), zoned,
             null_bytes, null_ends, lines + 1, entries, table)
         if status != GROW:
             break

@@ -4,6 +4,9 @@ parse_long against pyarrow's CSV reader, row by row and bit for bit."""
 from __future__ import annotations
 
 import mmap
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pyarrow as pa
@@ -162,6 +165,65 @@ def test_parse_long_takes_every_plain_block(rows, end):
     out = parse_long(buf, columns=5, device=0, time=1, metric=3, value=4, nulls=NULLS)
     assert not isinstance(out, str), out
     _equal(out, _arrow(buf, True))
+
+
+def test_parse_long_on_a_block_that_ends_anywhere():
+    """Words are loaded 8 bytes at a time straight from the block; near its end
+    they hold fewer bytes. Each block here is a view that ends inside a longer
+    buffer, at every byte: what is taken equals pyarrow's reading."""
+    text = ("dev-1,2026-01-05T00:00:00.125Z,,temperature,21.25\n"
+            "dev-22,2026-01-05T00:01:00Z,,humidity,-3\n"
+            "dev-333,2026-01-05T00:02:00.5Z,,temperature,1234567.5\n" * 2).encode()
+    whole = memoryview(text)
+    first = text.index(b"\n") + 1
+    for cut in range(0, len(text) + 1):
+        out = parse_long(whole[:cut], columns=5, device=0, time=1, metric=3, value=4,
+                         nulls=NULLS)
+        if cut >= first and cut not in range(first, first + 1):
+            part = text[:cut]
+            try:
+                ref = _arrow(part, True)
+            except pa.ArrowInvalid:
+                assert isinstance(out, str)
+                continue
+            if not isinstance(out, str):
+                _equal(out, ref)
+        elif cut < 8 and not text[:cut].strip():
+            assert out["times"].size == 0
+    # a whole last line without its line feed is taken, to its last digit
+    for cut in (len(text) - 1, len(text) - 3):
+        out = parse_long(whole[:cut], columns=5, device=0, time=1, metric=3, value=4)
+        assert not isinstance(out, str), out
+        assert out["values"][-1] == float(text[:cut].rsplit(b",", 1)[1])
+
+
+def test_parse_long_reads_nothing_past_the_end_of_its_block():
+    """A block whose last byte is the last before a page that may not be read
+    (mprotect'ed to no access): a load of 8 bytes past the block's end would
+    crash, so the parse runs in its own process."""
+    script = textwrap.dedent("""
+        import ctypes, mmap
+        from kernels.text import parse_long
+        page = mmap.PAGESIZE
+        m = mmap.mmap(-1, 3 * page)
+        line = b"dev-7,2026-01-05T00:00:00Z,,t,1.5\\n"
+        tail = b",2026-01-05T00:00:01Z,,t,12345.678"  # no line feed: the block ends in it
+        text = line * (page // len(line))
+        text += b"dev-" + b"x" * (2 * page - len(text) - len(tail) - 4) + tail
+        m[:2 * page] = text
+        libc = ctypes.CDLL(None, use_errno=True)
+        address = ctypes.addressof(ctypes.c_char.from_buffer(m)) + 2 * page
+        assert libc.mprotect(ctypes.c_void_p(address), page, 0) == 0  # PROT_NONE
+        view = memoryview(m)
+        for start in (0, 2 * page - 64, 2 * page - 40):
+            out = parse_long(view[start:2 * page], columns=5, device=0, time=1, metric=3,
+                             value=4)
+            print(out if isinstance(out, str) else repr(float(out["values"][-1])))
+        """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.split() == ["12345.678"] * 3
 
 
 def test_parse_long_on_many_devices_and_a_mapped_file(tmp_path):
