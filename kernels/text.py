@@ -15,7 +15,6 @@ calls them in its parse tasks.
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
@@ -217,7 +216,8 @@ def _load8(typingctx, arr, pos):
     # the machine's order (pos + 8 <= len(arr))
     def codegen(context, builder, signature, args):
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        at = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(64).as_pointer())
+        word = context.get_value_type(types.uint64).as_pointer()
+        at = builder.bitcast(builder.gep(data, [args[1]]), word)
         return builder.load(at, align=1)
     return types.uint64(arr, pos), codegen
 
