@@ -519,6 +519,7 @@ def _make_fast_spread(is_std):
                     # few windows had a result in the last block: one pass,
                     # the result computed only where it is due
                     due = 0
+                    least = np.inf  # the smallest ratio of a window with a result
                     for j in range(m):
                         v = xb[j]
                         u = xl[j]
@@ -532,17 +533,14 @@ def _make_fast_spread(is_std):
                         if n >= need:
                             centred_n = s2 * fcount[n] - s1 * s1
                             var = centred_n * to_var[n]
-                            inc2[j] = centred_n * to_ratio[n]
+                            ratio = centred_n * to_ratio[n]
+                            least = ratio if ratio < least else least
                             var = 0.0 if var < 0.0 else var
                             ob[j] = np.sqrt(var) if is_std else var
                             due += 1
                         else:
-                            inc2[j] = np.nan
                             ob[j] = np.nan
-                    limit = largest * (1.0 / _CANCELLATION)
-                    fails = False
-                    for j in range(m):
-                        fails |= inc2[j] < limit
+                    fails = least < largest * (1.0 / _CANCELLATION)
                 else:
                     for j in range(m):
                         v = xb[j]
