@@ -230,6 +230,19 @@ def test_zscore_keeps_small_deviations_near_a_large_offset():
     assert kernels.move_zscore(x, 9, 2)[-1] == pytest.approx(1 / 3, rel=1e-12)
 
 
+def stuck_series(seed, window, offset, nan_share, size):
+    """Stuck stretches of 1 to 3 windows and more, at ``offset``, with NaN inside;
+    and the trailing windows of each sample (NaN before the start)."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 3 * window + 2, size=4000)
+    values = offset + rng.standard_normal(lengths.size)
+    x = np.repeat(values, lengths)[:size]
+    x[rng.random(x.size) < nan_share] = np.nan
+    windows = np.lib.stride_tricks.sliding_window_view(
+        np.concatenate([np.full(window - 1, np.nan), x]), window)
+    return x, windows
+
+
 @pytest.mark.parametrize("stat", ["sum", "mean"])
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), window=st.integers(1, 90),
@@ -243,15 +256,9 @@ def test_windows_of_equal_values_give_that_value_across_blocks(stat, seed, windo
     # give exactly that value (its multiple by the count for the sum), and a
     # window with one valid sample exactly that sample. Stuck stretches,
     # short and long, with NaN inside, far from 0.
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(1, 3 * window + 2, size=4000)
-    values = offset + rng.standard_normal(lengths.size)
-    x = np.repeat(values, lengths)[:5000]
-    x[rng.random(x.size) < nan_share] = np.nan
+    x, windows = stuck_series(seed, window, offset, nan_share, 5000)
     got = STATS[stat][0](x, window, 1)
     expected = slow_moving(x, window, 1, stat)
-    windows = np.lib.stride_tricks.sliding_window_view(
-        np.concatenate([np.full(window - 1, np.nan), x]), window)
     with np.errstate(invalid="ignore"):
         top = np.nanmax(windows, axis=1)
         constant = top == np.nanmin(windows, axis=1)
@@ -277,17 +284,11 @@ def test_constant_windows_are_exactly_zero_across_blocks(stat, seed, window, off
     # result gives more than 0 and agrees with the plain loop. With
     # min_count = window and NaN about, few windows have a result, and
     # blocks take the one-pass way that computes only those.
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(1, 3 * window + 2, size=4000)
-    values = offset + rng.standard_normal(lengths.size)
-    x = np.repeat(values, lengths)[:3500]
-    x[rng.random(x.size) < nan_share] = np.nan
+    x, windows = stuck_series(seed, window, offset, nan_share, 3500)
     min_count = window if full else 2
     got = STATS[stat][0](x, window, min_count)
     expected = slow_moving(x, window, min_count, stat)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
-    windows = np.lib.stride_tricks.sliding_window_view(
-        np.concatenate([np.full(window - 1, np.nan), x]), window)
     with np.errstate(invalid="ignore"):
         constant = np.nanmax(windows, axis=1) == np.nanmin(windows, axis=1)
     due = ~np.isnan(expected)
