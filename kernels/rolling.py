@@ -282,6 +282,15 @@ def _redo_block(x, xb, xl, ob, start, window, k, state, inv, inv_res, inv_dof):
 
 
 @njit(inline="always")
+def _deviations(v, u, k):
+    """The entering and leaving samples' deviations from the shift k (NaN: 0),
+    and the entering one squared."""
+    d = v - k if v == v else 0.0
+    e = u - k if u == u else 0.0
+    return d, e, d * d
+
+
+@njit(inline="always")
 def _may_hold_equal_window(x, lo, stop, half):
     """Whether a window of ``2 * half`` samples or more inside ``x[lo:stop]``
     may have all its valid samples equal.
@@ -377,8 +386,7 @@ def _make_fast_moments(stat):
                 for j in range(m):
                     v = xb[j]
                     u = xl[j]
-                    d = v - k if v == v else 0.0
-                    e = u - k if u == u else 0.0
+                    d, e, _ = _deviations(v, u, k)
                     inc[j] = d - e
                     dcount[j] = np.uint64(v == v) - np.uint64(u == u)
                 # second pass: the sums and the results
@@ -472,6 +480,7 @@ def _make_fast_spread(is_std):
         n_time = a.shape[1]
         every = max(window, _REBUILD_EVERY)
         need = max(min_count, ddof + 1)
+        need_u = np.uint64(need)  # compared with the unsigned count
         pad = np.empty(window, dtype=a.dtype)
         pad[:] = np.nan
         # tables by count, NaN below `need`: for the second pass, n as a
@@ -523,14 +532,12 @@ def _make_fast_spread(is_std):
                     for j in range(m):
                         v = xb[j]
                         u = xl[j]
-                        d = v - k if v == v else 0.0
-                        e = u - k if u == u else 0.0
-                        dd = d * d
+                        d, e, dd = _deviations(v, u, k)
                         largest = dd if dd > largest else largest
                         n += np.uint64(v == v) - np.uint64(u == u)
                         s1 += d - e
                         s2 += dd - e * e
-                        if n >= need:
+                        if n >= need_u:
                             centred_n = s2 * fcount[n] - s1 * s1
                             var = centred_n * to_var[n]
                             ratio = centred_n * to_ratio[n]
@@ -545,9 +552,7 @@ def _make_fast_spread(is_std):
                     for j in range(m):
                         v = xb[j]
                         u = xl[j]
-                        d = v - k if v == v else 0.0
-                        e = u - k if u == u else 0.0
-                        dd = d * d
+                        d, e, dd = _deviations(v, u, k)
                         sq[j] = dd
                         inc[j] = d - e
                         inc2[j] = dd - e * e
