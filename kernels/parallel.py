@@ -1,11 +1,12 @@
 """Kernels on every core: the series of one call split over threads.
 
 Every compiled loop walks its input series (rows) one after the other and
-releases the GIL (``nogil``). :func:`run_rows` cuts the rows into one block
-per thread and runs the loop on each block in a shared thread pool. A series
-is computed by the same loop, from the same values, in the same order,
-whichever block it lands in, so the result is bit for bit the result of one
-thread.
+releases the GIL (``nogil``). :func:`run_rows` cuts the rows into up to
+four blocks per thread, and the call's threads (from a shared pool) take the
+blocks in turn, so a thread whose core is slowed by other work takes fewer.
+A series is computed by the same loop, from the same values, in the same
+order, whichever block it lands in, so the result is bit for bit the result
+of one thread.
 
 How many threads:
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 import os
 import sys
 import threading
@@ -46,8 +48,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-#: the fewest values (rows x time) a thread's block is given
+#: the fewest values (rows x time) a block of rows is given
 MIN_BLOCK = 1 << 16
+#: the most blocks of rows per thread
+BLOCKS_PER_THREAD = 4
 
 _setting: int | None = None
 _scoped: contextvars.ContextVar = contextvars.ContextVar("kernels_threads", default=None)
@@ -169,13 +173,21 @@ def run_rows(loop, *args, rows: int | None = None) -> None:
     if n <= 1:
         loop(*[_whole(a) for a in args])
         return
-    bounds = np.linspace(0, rows, n + 1).astype(np.int64)
+    # up to BLOCKS_PER_THREAD blocks a thread, taken in turn: a thread whose
+    # core is busy with other work takes fewer (rows are computed alike in
+    # any block, so the results do not change)
+    blocks = min(rows, max(n, rows * length // MIN_BLOCK), BLOCKS_PER_THREAD * n)
+    bounds = np.linspace(0, rows, blocks + 1).astype(np.int64)
+    turns = itertools.count()  # its next() is one step under the GIL: no block is taken twice
 
-    def block(k):
-        lo, hi = int(bounds[k]), int(bounds[k + 1])
-        loop(*[_part(a, lo, hi, rows) for a in args])
+    def work():
+        for k in turns:
+            if k >= blocks:
+                return
+            lo, hi = int(bounds[k]), int(bounds[k + 1])
+            loop(*[_part(a, lo, hi, rows) for a in args])
 
-    futures = [_executor(n).submit(block, k) for k in range(n)]
+    futures = [_executor(n).submit(work) for _ in range(n)]
     for f in futures:
         f.result()
 
