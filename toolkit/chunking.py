@@ -3,9 +3,9 @@ small enough to stream through worker memory."""
 
 from __future__ import annotations
 
-import os
-
 import xarray as xr
+
+from kernels.parallel import cores
 
 from .model import DEVICE, TIME, metric_names
 
@@ -62,7 +62,8 @@ def rechunk_fleet(ds: xr.Dataset, target_bytes: int = TARGET_BYTES) -> xr.Datase
 
 def compute_threads() -> int:
     """The threads that will run the tasks: those of the current Dask client's
-    workers, or this machine's cores without a client (Dask's local threads).
+    workers, or the cores this process may run on without a client (Dask's
+    local threads; :func:`kernels.parallel.cores`, which honours CPU affinity).
 
     Work cut into a multiple of this many tasks leaves no thread waiting
     alone for the last one.
@@ -72,7 +73,7 @@ def compute_threads() -> int:
 
         return sum(get_client().nthreads().values()) or 1
     except (ImportError, ValueError):
-        return os.cpu_count() or 1
+        return cores()
 
 
 __all__ = ["TARGET_BYTES", "chunk_sizes", "compute_threads", "fleet_chunks", "rechunk_fleet"]
