@@ -36,6 +36,8 @@ streaming detectors that do best on labelled real streams, written anew:
    out of the tail: an excess counts at most 4 mean excesses, in a stretch
    where most samples exceed the percentile each one weighs only its share
    of time, and a run far longer than usual does not lengthen the mean run.
+   These bounds start after the first 300 valid samples, while the tails
+   are still growing from nothing.
 
 The first ``warmup`` valid samples score 0 while the statistics settle. NaN
 samples score NaN and leave the state untouched, so gaps and irregular
@@ -114,14 +116,19 @@ def _learn_tail(s, k, r, w, n):
     excess above it and of the recent rate of exceedances; w is the learning weight
     of one sample. In a stretch where most samples exceed (an anomaly that lasts),
     each exceedance weighs only what its share of time does, and an excess counts
-    at most 4 mean excesses, so a long or wild anomaly is not learnt as the tail."""
+    at most 4 mean excesses, so a long or wild anomaly is not learnt as the tail.
+    Both bounds start after the first _SETTLE valid samples: before, the tail is
+    still growing from nothing, and on a series whose errors are 0 or hundreds of
+    typical sizes (a held reading with rare jumps) a capped excess grew too slowly,
+    so the first ordinary jumps after the warm-up scored 1."""
     j = _TAILS + 3 * k
     q, b, rate = s[j], s[j + 1], s[j + 2]
     over = 1.0 if r > q else 0.0
     rate += _RATE * (over - rate)
     share = max(rate, _TAIL) if n > _SETTLE else _TAIL
     if over > 0.0:
-        b += min(1.0, w / share) * (min(r - q, 4.0 * max(b, 1e-3)) - b)
+        cap = 4.0 * max(b, 1e-3) if n > _SETTLE else r - q
+        b += min(1.0, w / share) * (min(r - q, cap) - b)
     q += w * max(b, 1e-3) * (over - _TAIL) / share
     s[j], s[j + 1], s[j + 2] = q, b, rate
 
