@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from kernels.flags import runs as flag_run_table
+
 from .errors import ArgumentError
 from .model import DEVICE, EVENT_COLUMNS, FLAG_MISSING, FLAG_SUSPECT, TIME
 
@@ -29,26 +31,17 @@ def flag_runs(flagged: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     (array([0, 0, 1]), array([1, 4, 0]), array([2, 4, 0]))
     """
     flagged = np.asarray(flagged, dtype=bool)
-    padded = np.zeros((flagged.shape[0], flagged.shape[1] + 2), dtype=np.int8)
-    padded[:, 1:-1] = flagged
-    edges = np.diff(padded, axis=1)
-    row_s, first = np.nonzero(edges == 1)
-    row_e, after = np.nonzero(edges == -1)
-    # np.nonzero walks row-major, so starts and ends pair up in order
-    return row_s, first, after - 1
+    row, first, last, _, _ = flag_run_table(flagged.view(np.int8), min_flag=1,
+                                            skip_missing=False)
+    return row, first, last
 
 
 def _block_events(flags, scores, devices, times, offset, metric, kind, min_flag):
     """Runs of flags in one block; start/end indices are global along time."""
-    flagged = flags >= min_flag
-    row, first, last = flag_runs(flagged)
-    peak = np.zeros(len(row))
-    if scores is not None and len(row):
-        # Outside the runs the scores are masked to -inf, so the maximum from
-        # one run's first sample up to the next run's first sample (row-major)
-        # is the maximum of that run alone.
-        masked = np.where(flagged, np.abs(scores), -np.inf)
-        peak = np.maximum.reduceat(masked.ravel(), row * masked.shape[1] + first)
+    row, first, last, _, peak = flag_run_table(flags, scores, min_flag=min_flag,
+                                               skip_missing=True)
+    if scores is None:
+        peak = np.zeros(len(row))
     return pd.DataFrame({
         "device": devices[row], "metric": metric,
         "start": times[first], "end": times[last],
@@ -136,7 +129,7 @@ def flags_to_events(
         int8 QARTOD flag variables with dims ``("device", "time")``.
     scores : xarray.Dataset, optional
         Scores with the same variables; an event's ``score`` is the largest
-        absolute score inside it (0 without scores).
+        absolute score inside it, NaN scores ignored (0 without scores).
     kind : str
         Written to the ``kind`` column.
     min_flag : int

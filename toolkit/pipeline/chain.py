@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..events import flag_runs
+from kernels.flags import runs as flag_run_table
+
 from ..model import (
     FLAG_FAIL,
     FLAG_MISSING,
@@ -130,20 +131,9 @@ def _events(flag, score, carried, p: Plan, devices, metric, kind):
     carried run if it ended at ``r - 1``) and the runs open at ``s - 1``.
     """
     nd = flag.shape[0]
-    flagged = (flag >= FLAG_SUSPECT) & (flag != FLAG_MISSING)
-    row, first, last = flag_runs(flagged)
-    size = flag.shape[1]
-    absolute = np.abs(score) if score is not None else None
-    peak = np.full(len(row), np.nan)
-    worst = np.zeros(len(row), np.int8)
-    if len(row):
-        flat_flag = np.where(flagged, flag, 0).ravel()
-        starts = row * size + first
-        worst = np.maximum.reduceat(flat_flag, starts).astype(np.int8)
-        if absolute is not None:
-            masked = np.where(flagged, np.nan_to_num(absolute, nan=-np.inf), -np.inf).ravel()
-            peak = np.maximum.reduceat(masked, starts)
-            peak = np.where(np.isneginf(peak), np.nan, peak)
+    # one compiled pass: each run's row, first and last bin, highest flag, peak |score|
+    row, first, last, worst, peak = flag_run_table(flag, score, min_flag=FLAG_SUSPECT,
+                                              skip_missing=True)
     first_g = first.astype(np.int64) + p.r
     last_g = last.astype(np.int64) + p.r
     extra_rows, extra = [], []
@@ -170,11 +160,10 @@ def _events(flag, score, carried, p: Plan, devices, metric, kind):
         "end": pd.to_datetime(p.grid_start + p.step_ns * l_all, unit="ns"),
         "score": pk, "severity": np.where(wf >= FLAG_FAIL, "fail", "suspect").astype(object),
         "first": f_all, "last": l_all})
-    return table, _open_at(p, nd, row, first, first_g, last_g, flagged, flag, absolute,
-                           carried)
+    return table, _open_at(p, nd, row, first, first_g, last_g, flag, score, carried)
 
 
-def _open_at(p: Plan, nd, row, first, first_g, last_g, flagged, flag, absolute, carried):
+def _open_at(p: Plan, nd, row, first, first_g, last_g, flag, score, carried):
     """The run of each device that covers bin ``s - 1``: (start, peak, worst) up to it."""
     start = np.full(nd, -1, np.int64)
     peak = np.full(nd, np.nan)
@@ -191,11 +180,11 @@ def _open_at(p: Plan, nd, row, first, first_g, last_g, flagged, flag, absolute, 
         d = row[k]
         lo, hi = first[k], edge - p.r + 1  # local bins of the run up to s - 1
         start[d] = first_g[k]
-        if absolute is not None:
-            seg = absolute[d, lo:hi]
+        if score is not None:
+            seg = np.abs(score[d, lo:hi])
             seg = seg[~np.isnan(seg)]
             peak[d] = seg.max() if seg.size else np.nan
-        worst[d] = np.where(flagged[d, lo:hi], flag[d, lo:hi], 0).max()
+        worst[d] = flag[d, lo:hi].max()  # every bin of a run is raised (3 or 4)
         if carried is not None and first_g[k] < p.r:  # joined to the carried run
             peak[d] = np.fmax(peak[d], carried[1][d])
             worst[d] = max(worst[d], carried[2][d])
