@@ -142,6 +142,8 @@ def _p(s, k, r):
 @njit(**JIT_OPTIONS)
 def _anomaly(a, a_level, a_calib, warmup, learn_for, period, a_season, state, out):
     bins = (state.shape[1] - _SEASON) // 2  # the profile, then each bin's weight so far
+    whole = bins > 0 and period == math.floor(period)
+    at = 0.0
     established = _ESTABLISHED * period / max(bins, 1)  # a bin's weight after two cycles
     for r in range(a.shape[0]):
         x_row = a[r]
@@ -149,16 +151,24 @@ def _anomaly(a, a_level, a_calib, warmup, learn_for, period, a_season, state, ou
         n, mu, mad, prev, dmad = s[_N], s[_MU], s[_MAD], s[_PREV], s[_DMAD]
         res, run, mrun, avg_l, avg_s = s[_RES], s[_RUN], s[_MRUN], s[_AVG_L], s[_AVG_S]
         pos, mad_p, mu_s = s[_POS], s[_MAD_P], s[_MU_S]
+        # the phase of the next sample in the cycle, (pos % period), kept by
+        # adding 1 when the period is a whole number (exact, and no division)
+        phase = pos % period if whole else 0.0
         for i in range(x_row.shape[0]):
             x = x_row[i]
             pos += 1.0  # samples since the series began, NaN included: the phase
+            if whole:
+                at = phase
+                phase = phase + 1.0 if phase + 1.0 < period else 0.0
+            elif bins > 0:
+                at = (pos - 1.0) % period
             if x != x:
                 out[r, i] = np.nan
                 continue
             n += 1.0
             profile, k0, k1, f, ready = 0.0, 0, 0, 0.0, False
             if bins > 0:  # the profile, interpolated between the centres of its bins
-                u = ((pos - 1.0) % period) * bins / period - 0.5
+                u = at * bins / period - 0.5
                 fl = math.floor(u)
                 f = u - fl
                 k0 = int(fl) % bins

@@ -133,7 +133,7 @@ def _events(flag, score, carried, p: Plan, devices, metric, kind):
     nd = flag.shape[0]
     # one compiled pass: each run's row, first and last bin, highest flag, peak |score|
     row, first, last, worst, peak = flag_run_table(flag, score, min_flag=FLAG_SUSPECT,
-                                              skip_missing=True)
+                                                   skip_missing=True)
     first_g = first.astype(np.int64) + p.r
     last_g = last.astype(np.int64) + p.r
     extra_rows, extra = [], []
