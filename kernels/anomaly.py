@@ -171,8 +171,10 @@ def _anomaly(a, a_level, a_calib, warmup, learn_for, period, a_season, state, ou
                 u = at * bins / period - 0.5
                 fl = math.floor(u)
                 f = u - fl
-                k0 = int(fl) % bins
-                k1 = (k0 + 1) % bins
+                k0 = int(fl)  # -1 .. bins - 1: wrapped without an integer division
+                k0 = k0 if k0 >= 0 else bins - 1
+                k0 = k0 if k0 < bins else k0 - bins  # (a guard: u stays below bins - 0.5)
+                k1 = k0 + 1 if k0 + 1 < bins else 0
                 profile = (1.0 - f) * s[_SEASON + k0] + f * s[_SEASON + k1]
                 ready = min(s[_SEASON + bins + k0], s[_SEASON + bins + k1]) >= established
             if n == 1.0:
@@ -200,7 +202,7 @@ def _anomaly(a, a_level, a_calib, warmup, learn_for, period, a_season, state, ou
                 avg_l, avg_s = raw_l, raw_s
             p = min(_p(s, 0, raw_l), _p(s, 1, raw_s), _p(s, 2, avg_l), _p(s, 3, avg_s))
             # runs of equal values: about geometric, with the mean run learnt
-            p_run = math.exp(-(run - 1.0) / mrun)
+            p_run = 1.0 if run == 1.0 else math.exp(-(run - 1.0) / mrun)  # (exp(-0) = 1)
             p = min(p, p_run)
             score = 1.0 - min(1.0, _TESTS * p)
             out[r, i] = score if n > warmup else 0.0
