@@ -1,8 +1,11 @@
-"""QARTOD quality-flag codes, defined once for the whole project.
+"""QARTOD quality-flag codes, defined once for the whole project, and the runs of
+raised flags that events are made of.
 
 Every flag kernel writes these into int8 arrays; :mod:`toolkit.model`
 re-exports them (as ``FLAG_PASS``...) with the CF attributes of a flag
-variable.
+variable. :func:`runs` finds the runs of raised flags (with their worst flag
+and peak score) that :func:`toolkit.flags_to_events` and the pipeline turn
+into events.
 
 Examples
 --------
@@ -11,17 +14,14 @@ Examples
 3
 """
 
+import numpy as np
+from numba import njit
+
+from ._wrap import JIT_OPTIONS
+
 PASS, NOT_EVALUATED, SUSPECT, FAIL, MISSING = 1, 2, 3, 4, 9
 CODES = (PASS, NOT_EVALUATED, SUSPECT, FAIL, MISSING)
 MEANINGS = ("pass", "not_evaluated", "suspect", "fail", "missing")
-
-
-# --- runs of raised flags ---------------------------------------------------------------
-
-import numpy as np  # noqa: E402
-from numba import njit  # noqa: E402
-
-from ._wrap import JIT_OPTIONS  # noqa: E402
 
 
 @njit(inline="always")
@@ -66,7 +66,8 @@ def _fill_runs(flags, scores, has_scores, min_flag, skip_missing, row, first, la
 
 
 def runs(flags, scores=None, *, min_flag: int = SUSPECT, skip_missing: bool = True):
-    """Runs of raised flags along the last axis of a 2-D int8 array, in one pass.
+    """Runs of raised flags along the last axis of a 2-D int8 array, compiled: one
+    pass counts the runs, a second fills them in.
 
     A sample is raised when its flag is at least ``min_flag`` (and, with
     ``skip_missing``, not :data:`MISSING`). Returns ``(row, first, last,
