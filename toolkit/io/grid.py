@@ -588,10 +588,28 @@ def _group_partial(p: dict, devices, metric_index: dict, grid_b0: int, n_bins: i
     fields = {f: getattr(b, f)[r_lo:r_hi, lo:hi] for f in
               ("count", "sum", "min", "max", "first", "last", "first_time", "last_time")
               if getattr(b, f) is not None}
+    # the counts in the narrowest unsigned type that holds them: most of these
+    # pieces move to another worker, and a count per bin rarely passes 255
+    fields["count"] = fields["count"].astype(_narrowest(fields["count"]))
     return {"rows": series, "tmin": p["tmin"][r_lo:r_hi], "tmax": p["tmax"][r_lo:r_hi],
             "b0": start + lo, "binned": b._replace(**fields),
             "dups": 0 if p["dups"] is None else int(p["dups"][r_lo:r_hi].sum()),
             "outside": outside}
+
+
+def _narrowest(count: np.ndarray) -> type:
+    """The narrowest unsigned integer type that holds every value of ``count`` (>= 0).
+
+    Examples
+    --------
+    >>> _narrowest(np.array([[0, 3], [255, 1]])).__name__, _narrowest(np.array([256])).__name__
+    ('uint8', 'uint16')
+    """
+    top = int(count.max()) if count.size else 0
+    for kind in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(kind).max:
+            return kind
+    return np.int64
 
 
 #: what each `how` needs besides count and sum

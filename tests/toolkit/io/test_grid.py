@@ -151,6 +151,37 @@ def test_binning_in_the_blocks_equals_binning_the_samples(client, order, duplica
     assert rb.duplicates_merged > 0 and rb.samples_outside > 0
 
 
+@pytest.mark.parametrize("how", ["mean", "count", "max"])
+def test_partial_bins_with_hundreds_of_samples_per_bin(client, how):
+    """Bins of 2 hours hold about 360 samples of a series per block: the counts
+    the groups' pieces carry no longer fit a byte, and still add up exactly."""
+    import dask
+
+    from toolkit.io.grid import block_partial, partial_summary, samples_to_grid
+
+    step = 2 * 3600 * 10**9
+    out = {}
+    for way in (False, "parse"):
+        blocks, summaries = _blocks("time", rng=np.random.default_rng(3), n_blocks=2)
+        partials = None
+        if way == "parse":
+            partials = list(dask.persist(*[dask.delayed(block_partial)(b, step, how, "mean")
+                                           for b in blocks]))
+            summaries = dask.compute(*[dask.delayed(partial_summary)(b, p)
+                                       for b, p in zip(blocks, partials, strict=True)])
+        report = LoadReport.of_samples(summaries)
+        ds = samples_to_grid(blocks, summaries, report, freq="2h", how=how,
+                             source="test", loader="test",
+                             binned_in_blocks=None if way == "parse" else False,
+                             block_partials=partials).load()
+        out[way] = (ds, report.samples_binned)
+    (a, na), (b, nb) = out["parse"], out[False]
+    assert na == nb and int(b["temperature_count"].max()) > 255
+    for name in b.data_vars:
+        np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-13,
+                                   equal_nan=True, err_msg=name)
+
+
 def test_duplicates_raise_in_the_block_that_holds_them(client):
     from toolkit.io.grid import samples_to_grid
 
