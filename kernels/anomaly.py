@@ -280,7 +280,13 @@ def anomaly_score(a, *, period: float | None = None, halflife: float = 1024.0,
     halflife : float
         Samples over which the level and its spread are learnt (1,024).
     calibration : float
-        Samples over which the distribution of errors is learnt (4,096).
+        The half-life, in samples, over which the distribution of errors is
+        learnt once it has settled (4,096). Before that each sample weighs
+        more: 1/500 up to the 510th valid sample, then 1 / (n - 10) until
+        that falls to this half-life's weight (after about 5,900 samples
+        at the default), so on shorter series it makes no difference; a
+        half-life under about 350 samples weighs more than 1/500 and is
+        used from the start.
     warmup : int
         Valid samples that score 0 while the statistics settle (100).
     learn_for : int, optional
