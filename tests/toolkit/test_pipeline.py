@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from distributed import wait
 
 import kernels
 import toolkit
@@ -356,7 +357,8 @@ def test_a_full_run_writes_the_store_metadata_while_the_chain_tasks_compute(
 def test_a_store_metadata_that_cannot_be_written_fails_the_run_at_once(
         tmp_path, client, monkeypatch):
     """The chain tasks are told, not left waiting: the run raises the metadata's
-    own error within seconds, and leaves no marker behind."""
+    own error within seconds, every worker is free at once after it, and the
+    marker that told them is removed by the next run."""
     pipeline, _ = _small_zarr_pipeline(tmp_path)
 
     def broken(self, *args, **kwargs):
@@ -367,6 +369,15 @@ def test_a_store_metadata_that_cannot_be_written_fails_the_run_at_once(
     with pytest.raises(OSError, match="made up by the test"):
         pipeline.run(client, progress=False, echo=lambda *a: None)
     assert time.perf_counter() - started < 60
+    # a chain task still waiting for the marker would hold its worker's only thread
+    workers = list(client.scheduler_info()["workers"])
+    free = [client.submit(int, 7, workers=[w], pure=False) for w in workers]
+    wait(free, timeout=30)  # a TimeoutError while a worker's thread is held
+    assert [f.result() for f in free] == [7] * len(workers)
+    (left,) = (tmp_path / "out").glob(".*.ready")
+    assert left.read_text().startswith("failed: OSError")
+    monkeypatch.undo()
+    pipeline.run(client, progress=False, echo=lambda *a: None)
     assert not list((tmp_path / "out").glob(".*.ready"))
 
 

@@ -1,21 +1,21 @@
 """Long computations a user can watch and stop.
 
-:func:`compute` runs a Dask collection on a client with a progress bar and
-polls for Ctrl-C. Inside :func:`interruptible`, Ctrl-C both raises
-KeyboardInterrupt and sets a flag; the flag matters because Python ignores an
-exception raised inside a callback (a garbage-collection hook of
-``distributed`` is a common place for the signal to land), and the polling
-loops here see the flag even then.
+:func:`compute` (and :func:`compute_all`, for several at once) runs Dask
+collections on a client with a progress bar and polls for Ctrl-C. Inside
+:func:`interruptible`, Ctrl-C both raises KeyboardInterrupt and sets a flag;
+the flag matters because Python ignores an exception raised inside a callback
+(a garbage-collection hook of ``distributed`` is a common place for the
+signal to land), and the polling loops here see the flag even then.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import signal
 import sys
 import threading
-import time
 
 from distributed import Client, progress
 
@@ -110,19 +110,71 @@ def compute(client: Client, collection, *, show_progress: bool = True):
     >>> compute(client, dask.delayed(sum)([1, 2]))  # doctest: +SKIP
     3
     """
-    future = client.compute(collection)
+    return compute_all(client, [collection], show_progress=show_progress)[0]
+
+
+def compute_all(client: Client, collections, *, show_progress: bool = True,
+                on_result=None) -> list:
+    """Compute several Dask collections at once, fetching each result as soon as
+    its own work is done; Ctrl-C (or an error in one) cancels the rest.
+
+    Fetching each result when it is ready, rather than gathering them all on
+    one worker at the end, moves each result once (worker to client) and
+    overlaps the moving with the work still running, so the last result
+    arrives shortly after the last task.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        Where to run.
+    collections : sequence
+        Dask collections or delayed objects.
+    show_progress : bool
+        Draw a text progress bar over all of them (a widget in a notebook).
+    on_result : callable, optional
+        Called in this thread as ``on_result(index, result)`` as each result
+        arrives, while the others may still run.
+
+    Returns
+    -------
+    list
+        The results, in the order of ``collections``.
+
+    Examples
+    --------
+    >>> import dask  # doctest: +SKIP
+    >>> jobs = [dask.delayed(sum)([1, 2]), dask.delayed(max)([1, 2])]  # doctest: +SKIP
+    >>> compute_all(client, jobs)  # doctest: +SKIP
+    [3, 2]
+    """
+    futures = client.compute(list(collections))
+    ready: queue.SimpleQueue = queue.SimpleQueue()
+    for i, future in enumerate(futures):
+        # called in distributed's own thread when the task ends (or errs, or is cancelled)
+        future.add_done_callback(lambda _, i=i: ready.put(i))
     bar = None
-    if show_progress:
-        bar = threading.Thread(target=progress, args=(future,), daemon=True)
+    if show_progress and futures:
+        bar = threading.Thread(target=progress, args=(futures,), daemon=True)
         bar.start()
+    results = [None] * len(futures)
     try:
-        while not future.done():
-            check_interrupted()
-            time.sleep(0.05)
+        for _ in futures:
+            while True:
+                check_interrupted()
+                try:
+                    i = ready.get(timeout=0.05)
+                    break
+                except queue.Empty:
+                    pass
+            results[i] = futures[i].result()
+            if on_result is not None:
+                on_result(i, results[i])
         check_interrupted()
-        return future.result()
-    except KeyboardInterrupt:
-        client.cancel(future)  # let the workers stop before the cluster closes
+        return results
+    except BaseException:
+        # Ctrl-C, or one of them failed: let the workers stop the others
+        # before the cluster closes
+        client.cancel(futures)
         raise
     finally:
         if bar is not None:
@@ -130,5 +182,5 @@ def compute(client: Client, collection, *, show_progress: bool = True):
             print()
 
 
-__all__ = ["check_interrupted", "compute", "interruptible", "quiet_after_interrupt",
-           "sigint_handler"]
+__all__ = ["check_interrupted", "compute", "compute_all", "interruptible",
+           "quiet_after_interrupt", "sigint_handler"]

@@ -45,7 +45,7 @@ from .. import alerts as alerts_mod
 from ..chunking import chunk_sizes
 from ..cluster import connect
 from ..errors import ArgumentError, LoadError
-from ..execution.progress import check_interrupted, compute
+from ..execution.progress import check_interrupted, compute_all
 from ..io.grid import LoadReport, samples_to_grid
 from ..model import DEVICE, TIME, count_attrs, count_name
 from ..report import health_from_counts, health_summary, write_report
@@ -513,13 +513,20 @@ class _Run:
                 zarr_format=2, consolidated=False, safe_chunks=False)
         self.echo(f"{mode} run {run_no}: {len(plan.steps)} checks and detectors over "
                   f"{len(devices)} devices, bins {plan.r:,}..{plan.n - 1:,}, writing {store}")
-        job = dask.delayed(_gather, pure=False)(
-            write, [dask.delayed(_part, pure=True)(r, "rest") for r in results], kept)
+        # each chain task's small part (events, states, counts) comes to the
+        # client as soon as that task ends, while the others still run
+        jobs = [dask.delayed(_part, pure=True)(r, "rest") for r in results] + kept
+        if write is not None:
+            jobs.append(write)
+
+        def run_jobs():
+            done = compute_all(self.client, jobs, show_progress=self.progress)
+            return done[:len(results)], done[len(results):len(results) + len(kept)]
+
         if concurrent:
-            parts, kept_parts = _while_writing(write_metadata, ready, lambda: compute(
-                self.client, job, show_progress=self.progress))
+            parts, kept_parts = _while_writing(write_metadata, ready, run_jobs)
         else:
-            parts, kept_parts = compute(self.client, job, show_progress=self.progress)
+            parts, kept_parts = run_jobs()
             _consolidate(store)
         check_interrupted()
         new_events = pd.concat([p["events"] for p in parts], ignore_index=True) \
@@ -530,10 +537,12 @@ class _Run:
                           ignore_index=True)
         table = table.sort_values(["device", "metric", "kind", "start"], ignore_index=True)
         events = table[EVENT_COLUMNS]
-        written = xr.open_zarr(store, consolidated=True)
         metrics = list(plan.metrics)
-        flags = written[[f"{m}_flag" for m in metrics]].rename(
-            {f"{m}_flag": m for m in metrics})
+        written = flags = None
+        if mode != "full" or self.c["output"]["report"]:  # (a full run needs no reading)
+            written = xr.open_zarr(store, consolidated=True)
+            flags = written[[f"{m}_flag" for m in metrics]].rename(
+                {f"{m}_flag": m for m in metrics})
         if mode == "full":  # counted in the chain tasks: the store is not read again
             present = np.concatenate([p["health"][0] for p in parts])
             codes = {c: np.concatenate([p["health"][1][c] for p in parts])
@@ -667,9 +676,16 @@ READY_TIMEOUT = 600.0
 def _while_writing(write_metadata, ready: Path, run):
     """``run()`` while another thread writes the store's metadata, then leaves
     ``ready`` ("ok", or the error that stopped it, which the chain tasks
-    waiting for it raise). The metadata's own error wins over theirs."""
+    waiting for it raise). The metadata's own error wins over theirs.
+
+    When ``run()`` fails (a chain task's error, the metadata's, Ctrl-C), chain
+    tasks may still be running on the workers and will look for ``ready``:
+    it stays, saying what it says, so that none is left waiting for it; the
+    next run in the folder removes it (:func:`_remove_markers`). After a
+    run that succeeded every task has read it, and it is removed here.
+    """
     failed = []
-    ready.unlink(missing_ok=True)  # one left by a run that was killed
+    _remove_markers(ready.parent, ready.name)  # of earlier runs that failed or were killed
 
     def writer():
         try:
@@ -682,12 +698,24 @@ def _while_writing(write_metadata, ready: Path, run):
     thread = threading.Thread(target=writer, name="toolkit-store-metadata", daemon=True)
     thread.start()
     try:
-        return run()
-    finally:
+        result = run()
+    except BaseException:
         thread.join()
-        ready.unlink(missing_ok=True)
-        if failed:  # in place of the chain tasks' report of it, if any
-            raise failed[0]
+        if failed:  # in place of the chain tasks' report of it
+            raise failed[0] from None
+        raise
+    thread.join()
+    ready.unlink(missing_ok=True)
+    if failed:
+        raise failed[0]
+    return result
+
+
+def _remove_markers(folder: Path, name: str) -> None:
+    """Remove the metadata markers (``.<store>-<token>.ready``) left in ``folder``."""
+    stem = name.rsplit("-", 1)[0]  # ".<store>"
+    for old in folder.glob(f"{stem}-*.ready"):
+        old.unlink(missing_ok=True)
 
 
 def _wait_until_ready(ready: str, timeout: float = READY_TIMEOUT) -> None:
@@ -723,10 +751,6 @@ def _pick(res, name):
 
 def _part(res, _):
     return {k: v for k, v in res.items() if k != "vars"}
-
-
-def _gather(_write, parts, kept):
-    return parts, kept
 
 
 def _rows(state, lo, hi):
