@@ -216,10 +216,12 @@ def _feed_kwargs(args) -> dict:
                 token_param=args.token_param, retries=args.retries)
 
 
-def _quiet_after_interrupt() -> None:
-    from .execution.progress import quiet_after_interrupt
+def _quiet_after_interrupt(client=None) -> None:
+    from .execution.progress import quiet_after_interrupt, quiet_workers
 
     quiet_after_interrupt()
+    if client is not None:  # before it closes: its workers' complaints too
+        quiet_workers(client)
 
 
 def _seconds(text: str, name: str) -> float:
@@ -295,7 +297,7 @@ def _demo(args) -> int:
                               window=args.window, threshold=args.threshold,
                               seed=args.seed, out=args.out, client=client, http=args.http)
         except KeyboardInterrupt:
-            _quiet_after_interrupt()
+            _quiet_after_interrupt(client)
             raise
         finally:
             client.close()
@@ -361,7 +363,7 @@ def _run(args) -> int:
                     print(f"wrote {result.store.name}, events.parquet, events.csv, health.csv"
                           f"{', report.html' if result.report else ''} in {result.folder}")
         except KeyboardInterrupt:
-            _quiet_after_interrupt()
+            _quiet_after_interrupt(client)
             raise
         finally:
             client.close()

@@ -18,7 +18,7 @@ from distributed.worker_memory import parse_memory_limit
 from kernels.parallel import cores
 
 from .errors import ArgumentError, ClusterConnectionError
-from .execution.progress import sigint_handler
+from .execution.progress import owns_cluster, sigint_handler
 
 SCHEDULER_ENV = "TOOLKIT_SCHEDULER"
 
@@ -105,7 +105,7 @@ def connect(address: str | None = None, *, timeout: float = 10, **cluster_kwargs
     with sigint_handler(signal.SIG_IGN), \
             starting_workers(options.get("memory_limit", "auto"),
                              options["threads_per_worker"]):
-        return Client(timeout=timeout, **options)
+        return owns_cluster(Client(timeout=timeout, **options))
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ import queue
 import signal
 import sys
 import threading
+import weakref
 
 from distributed import Client, progress
 
@@ -46,6 +47,30 @@ def quiet_after_interrupt() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+#: clients whose cluster this program started (and will close)
+_OWN_CLUSTERS: weakref.WeakSet = weakref.WeakSet()
+
+
+def owns_cluster(client: Client) -> Client:
+    """Note that ``client``'s cluster is this program's own: after Ctrl-C its
+    workers are quietened too (:func:`quiet_workers`). Returns ``client``."""
+    _OWN_CLUSTERS.add(client)
+    return client
+
+
+def quiet_workers(client: Client) -> None:
+    """After Ctrl-C, on a cluster this program started: the workers' complaints
+    about work cancelled under them (a transfer between two workers cut off,
+    with its traceback) are noise as well. Only on such a cluster: another
+    cluster's workers keep their logging."""
+    if client not in _OWN_CLUSTERS:
+        return
+    try:
+        client.run(quiet_after_interrupt)
+    except Exception:  # noqa: BLE001 - a worker already gone has nothing to say
+        pass
+
+
 def _on_sigint(signum, frame):
     _INTERRUPTED.set()
     quiet_after_interrupt()
@@ -66,6 +91,8 @@ def interruptible():
     A KeyboardInterrupt raised where Python cannot propagate it (a garbage
     collection callback) would be printed as "Exception ignored ... Traceback";
     here it is dropped quietly instead, since the flag already carries it.
+    A block whose work never looked at the flag after that still ends with
+    KeyboardInterrupt: Ctrl-C is never lost.
     """
     _INTERRUPTED.clear()
     previous_hook = sys.unraisablehook
@@ -78,6 +105,7 @@ def interruptible():
     try:
         with sigint_handler(_on_sigint):
             yield
+        check_interrupted()
     finally:
         sys.unraisablehook = previous_hook
 
@@ -171,9 +199,11 @@ def compute_all(client: Client, collections, *, show_progress: bool = True,
                 on_result(i, results[i])
         check_interrupted()
         return results
-    except BaseException:
+    except BaseException as err:
         # Ctrl-C, or one of them failed: let the workers stop the others
         # before the cluster closes
+        if isinstance(err, KeyboardInterrupt):
+            quiet_workers(client)
         client.cancel(futures)
         raise
     finally:
@@ -182,5 +212,5 @@ def compute_all(client: Client, collections, *, show_progress: bool = True,
             print()
 
 
-__all__ = ["check_interrupted", "compute", "compute_all", "interruptible",
-           "quiet_after_interrupt", "sigint_handler"]
+__all__ = ["check_interrupted", "compute", "compute_all", "interruptible", "owns_cluster",
+           "quiet_after_interrupt", "quiet_workers", "sigint_handler"]

@@ -50,3 +50,58 @@ def test_an_error_in_one_raises_and_cancels_the_others(client):
             time.sleep(0.1)
     finally:
         Event(name, client=client).set()  # free the worker thread it held
+
+
+def _distributed_log_level():
+    import logging
+
+    return logging.getLogger("distributed").getEffectiveLevel()
+
+
+def test_after_ctrl_c_only_a_cluster_of_our_own_has_its_workers_quietened():
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    from toolkit import connect
+    from toolkit.execution.progress import quiet_workers
+
+    with connect(n_workers=1, threads_per_worker=1, dashboard_address=None,
+                 memory_limit="1GiB") as own:
+        assert max(own.run(_distributed_log_level).values()) < logging.CRITICAL
+        quiet_workers(own)
+        assert set(own.run(_distributed_log_level).values()) == {logging.CRITICAL}
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as theirs:
+        before = theirs.run(_distributed_log_level)
+        quiet_workers(theirs)
+        assert theirs.run(_distributed_log_level) == before
+        assert max(before.values()) < logging.CRITICAL
+
+
+def test_a_ctrl_c_noticed_only_as_the_flag_still_ends_the_block_as_interrupted():
+    """Ctrl-C landing in a garbage-collection callback only sets the flag; a block
+    whose work never checks it again must still end with KeyboardInterrupt."""
+    import logging
+    import signal
+    import sys
+
+    from toolkit.execution import progress
+
+    names = ("distributed", "asyncio", "tornado")
+    levels = {n: logging.getLogger(n).level for n in names}
+
+    def _gc_callback():  # the name of distributed's garbage-collection hook
+        progress._on_sigint(signal.SIGINT, sys._getframe())
+
+    reached = []
+    try:
+        with pytest.raises(KeyboardInterrupt), progress.interruptible():
+            _gc_callback()  # no exception here: the flag only
+            reached.append(True)
+    finally:
+        for n, level in levels.items():
+            logging.getLogger(n).setLevel(level)
+    assert reached == [True]
+    with progress.interruptible():  # the next block starts afresh
+        pass
