@@ -515,7 +515,7 @@ class _Run:
                   f"{len(devices)} devices, bins {plan.r:,}..{plan.n - 1:,}, writing {store}")
         # each chain task's small part (events, states, counts) comes to the
         # client as soon as that task ends, while the others still run
-        jobs = [dask.delayed(_part, pure=True)(r, "rest") for r in results] + kept
+        jobs = [dask.delayed(_part, pure=True)(r) for r in results] + kept
         if write is not None:
             jobs.append(write)
 
@@ -749,7 +749,8 @@ def _pick(res, name):
     return res["vars"][name]
 
 
-def _part(res, _):
+def _part(res):
+    """A chain task's result without its variables (they are in the store)."""
     return {k: v for k, v in res.items() if k != "vars"}
 
 
