@@ -132,3 +132,28 @@ def test_events_crossing_many_chunks_are_joined_on_the_workers(client):
     for time_chunk in (3, 10):
         got = flags_to_events(ds.chunk(time=time_chunk, device=2))
         pd.testing.assert_frame_equal(got, expected)
+
+
+def test_times_and_devices_enter_the_graph_once(client, tmp_path):
+    # 3 variables x 20 device blocks of one 50,000-bin time chunk, read from
+    # Zarr: each task carried its own copy of the 400 kB times before (a 24 MB
+    # graph)
+    import warnings
+
+    import dask
+
+    rng = np.random.default_rng(2)
+    n = 50_000
+    coords = {"device": [f"d{i}" for i in range(40)],
+              "time": pd.date_range("2026-03-01", periods=n, freq="1min")}
+    ds = xr.Dataset({v: (("device", "time"), rng.choice(np.array([1, 1, 1, 4], np.int8),
+                                                        size=(40, n)))
+                     for v in ("t", "u", "w")}, coords=coords)
+    ds.chunk(device=2, time=-1).to_zarr(tmp_path / "f.zarr", zarr_format=2)
+    expected = flags_to_events(xr.open_zarr(tmp_path / "f.zarr").load())
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "4MB"}), \
+            warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        got = flags_to_events(xr.open_zarr(tmp_path / "f.zarr"))
+    assert not [w for w in seen if "large graph" in str(w.message)]
+    pd.testing.assert_frame_equal(got, expected)
