@@ -56,6 +56,20 @@ def test_sections_numbers_and_reruns_byte_for_byte(run, tmp_path):
     assert again.read_bytes() == path.read_bytes()
 
 
+def test_traces_drawn_on_the_workers_give_the_same_file(run, tmp_path, client):
+    ds, flags, events = run
+    here = write_report(tmp_path / "here.html", ds, flags=flags, events=events, top=3)
+    from distributed import get_task_stream
+
+    with get_task_stream(client) as ts:
+        there = write_report(tmp_path / "there.html", ds, flags=flags, events=events, top=3,
+                             client=client)
+    assert there.read_bytes() == here.read_bytes()
+    assert there.read_text().count("<img") == 2 + 3
+    # each device's figure was drawn in a worker process
+    assert sum("_series_png" in str(t["key"]) for t in ts.data) == 3
+
+
 def test_health_summary_and_flag_statistics_agree_with_flags_and_events(run):
     ds, flags, events = run
     health = health_summary(ds, flags, events)

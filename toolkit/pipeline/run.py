@@ -595,7 +595,7 @@ class _Run:
         path = self.out / "report.html"
         _atomic(path, lambda p: write_report(p, written[metrics], flags=flags, events=events,
                                              params=params, load_report=loads or None,
-                                             title=c["title"]))
+                                             title=c["title"], client=self.client))
         return path
 
     def save_state(self, run_no, plan, keep, meta, parts, kept_parts, table, runs):
