@@ -242,11 +242,14 @@ def write_report(path, data: xr.Dataset, *, flags: xr.Dataset | None = None,
     if load_report:
         parts += ["<h2>Load report</h2>", f"<pre>{html.escape(load_report)}</pre>"]
     devices = most_anomalous(events, top)
-    traces = {}
+    def of(ds, device):  # the device's rows, whatever the type of its labels
+        return None if ds is None else ds.isel(
+            {DEVICE: [i for i, d in enumerate(ds[DEVICE].values) if str(d) == device]})
+
+    theirs, traces = {}, {}
     for device in devices:  # started first: drawn on the workers during the overview
-        args = (data.sel({DEVICE: [device]}), device,
-                events[events["device"].astype(str) == device],
-                None if flags is None else flags.sel({DEVICE: [device]}))
+        theirs[device] = events[events["device"].astype(str) == device]
+        args = (of(data, device), device, theirs[device], of(flags, device))
         traces[device] = client.submit(_series_png, *args, pure=False) \
             if client is not None else args
     parts.append("<h2>Fleet overview</h2>")
@@ -259,7 +262,7 @@ def write_report(path, data: xr.Dataset, *, flags: xr.Dataset | None = None,
     if not devices:
         parts.append('<p class="note">no events</p>')
     for device in devices:
-        mine = events[events["device"].astype(str) == device]
+        mine = theirs[device]
         kinds = ", ".join(f"{k} {n}" for k, n in mine["kind"].value_counts().sort_index()
                           .items())
         parts.append(f"<h3>{html.escape(device)}</h3><p>{len(mine)} events ({html.escape(kinds)})"
