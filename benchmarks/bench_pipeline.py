@@ -196,7 +196,7 @@ def run_engine(client, store, out, threads, fuse=True):
     span = max(s["stop"] for s in spans) - min(s["start"] for s in spans)
     chunks = len({t["key"] for t in ts.data if "pipeline-chain" in str(t["key"])})
     return {"wall": wall, "tasks": len(ts.data), "chunks": chunks,
-            "idle": 1 - busy / (span * threads), "events": len(result.events),
+            "idle": 1 - busy / (span * threads), "events": len(result.events), "threads": threads,
             "workers_cpu": workers_cpu, "client_cpu": client_cpu}
 
 
@@ -223,13 +223,18 @@ def scaling(folder: Path, quick: bool):
                         for _ in range(2)), key=lambda r: r["wall"])
         rows.append((label, best))
     base = rows[0][1]["wall"]
+    cores = len(os.sched_getaffinity(0))
     print("| cluster | wall s | speedup | tasks | tasks per chunk of devices "
-          "| idle between tasks | events | workers' CPU s | client's CPU s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| idle between tasks | events | workers' CPU s | client's CPU s "
+          "| speedup of a perfect split |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for label, r in rows:
+        # every CPU second of the run spread evenly over the cores it may use
+        cpu = r["workers_cpu"] + r["client_cpu"]
+        perfect = f"{base / (cpu / cores):.2f}x" if r["threads"] >= cores else "-"
         print(f"| {label} | {r['wall']:.2f} | {base / r['wall']:.2f}x | {r['tasks']} "
               f"| {r['tasks'] / max(r['chunks'], 1):.1f} | {r['idle']:.1%} | {r['events']} "
-              f"| {r['workers_cpu']:.2f} | {r['client_cpu']:.2f} |")
+              f"| {r['workers_cpu']:.2f} | {r['client_cpu']:.2f} | {perfect} |")
     with dask.config.set(scheduler="threads", num_workers=2):
         pipeline = toolkit.Pipeline.from_dict(
             {**PIPELINE, "source": {"type": "zarr", "path": str(store)},
@@ -241,10 +246,12 @@ def scaling(folder: Path, quick: bool):
             pipeline.run(client, progress=False, echo=lambda *a: None)
             wall = time.perf_counter() - started
     print(f"| one process, 2 threads (in-process cluster) | {wall:.2f} | {base / wall:.2f}x "
-          "| | | | | | |")
+          "| | | | | | | |")
     print("\nThe client's CPU is this process's: the pipeline's own work on the client and "
           "the local cluster's scheduler. It shares the machine's cores with the workers, so "
-          "with as many workers as cores it bounds the speedup.")
+          "with as many workers as cores it bounds the speedup: the last column is the "
+          "speedup if all the run's CPU seconds, workers' and client's, were spread evenly "
+          "over the cores.")
     accessor_chain(folder, store, quick)
 
 
