@@ -229,7 +229,7 @@ def scaling(folder: Path, quick: bool):
           "| speedup of a perfect split |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for label, r in rows:
-        # every CPU second of the run spread evenly over the cores it may use
+        # every CPU second of the run spread evenly over the machine's cores
         cpu = r["workers_cpu"] + r["client_cpu"]
         perfect = f"{base / (cpu / cores):.2f}x" if r["threads"] >= cores else "-"
         print(f"| {label} | {r['wall']:.2f} | {base / r['wall']:.2f}x | {r['tasks']} "

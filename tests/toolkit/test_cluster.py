@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -117,7 +118,7 @@ def test_local_cluster_of_processes_on_loopback(monkeypatch):
 
 def _huge_pages_on_request() -> bool:
     try:
-        mode = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+        mode = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
     except OSError:
         return False
     import platform
